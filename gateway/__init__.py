@@ -1,0 +1,1 @@
+"""The on-site gateway: verify node records, keep them durably, sign and forward."""

@@ -1,0 +1,46 @@
+"""Which sequence number the gateway may acknowledge to a node.
+
+An acknowledgement `seq = A` tells the node: every record of yours up to A is stored
+durably here, delete them. Sequence numbers have gaps (a node leases them in blocks and
+skips the rest of a block after a reset), so the gateway cannot count; instead every
+record names its predecessor (`prev`). The mark A moves to a stored record N only when
+N's predecessor is at or below A, and then on along the chain of records already
+stored. A record lost on the line leaves a hole: A stays below it until the node, which
+resends from its oldest unacknowledged record, fills it.
+
+A gateway that has never heard from a node starts its chain at the `prev` of the first
+record it sees, because a node always sends its oldest unacknowledged record first.
+
+Invariant: A only grows, and only over records this gateway has stored.
+"""
+
+from __future__ import annotations
+
+
+class AckTracker:
+    def __init__(self, marks: dict[bytes, int] | None = None) -> None:
+        self.marks: dict[bytes, int] = dict(marks or {})
+        # node -> {prev: seq} of stored records waiting for a hole to be filled
+        self._waiting: dict[bytes, dict[int, int]] = {}
+
+    def stored(self, node: bytes, seq: int, prev: int) -> int:
+        """Note that (node, seq) is durably stored (or was already); return the mark."""
+        mark = self.marks.setdefault(node, prev)
+        if seq <= mark:
+            return mark
+        waiting = self._waiting.setdefault(node, {})
+        if prev > mark:
+            waiting[prev] = seq
+            return mark
+        mark = seq
+        while mark in waiting:
+            mark = waiting.pop(mark)
+        # Entries left behind by records that a reset made obsolete can never be
+        # reached again; drop them so a long-lived gateway does not accumulate them.
+        for stale in [p for p in waiting if p < mark]:
+            del waiting[stale]
+        self.marks[node] = mark
+        return mark
+
+    def mark(self, node: bytes) -> int:
+        return self.marks.get(node, 0)

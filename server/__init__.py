@@ -1,0 +1,1 @@
+"""The server: verified ingest, storage, metrology, traceability, API and dashboard."""

@@ -1,0 +1,1 @@
+"""Installer and developer tools, and the `metrotrace` command line."""

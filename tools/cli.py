@@ -1,0 +1,63 @@
+"""The `metrotrace` command line: one entry point, one subcommand per job.
+
+Subcommands import their module only when they run, so `metrotrace --help` works with
+just the base install and a missing extra is reported by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from metrotrace.tools import demo
+
+    result = demo.run(count=args.records)
+    return 0 if result["accepted"] == args.records else 1
+
+
+def _wire_decode(args: argparse.Namespace) -> int:
+    """Decode a captured UART byte stream (file or stdin) into JSON lines."""
+    from metrotrace.firmware.metro.wire import frame
+
+    data = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
+    decoder = frame.Decoder()
+    for item in decoder.feed(data):
+        if isinstance(item, frame.Reject):
+            line = {"reject": item.reason, "detail": item.detail}
+        elif item.fields is not None:
+            line = {k: v.hex() if isinstance(v, bytes) else v for k, v in item.fields.items()}
+            line["tag"] = item.split_tag()[1].hex()
+        else:
+            line = {"frame": chr(item.type), "payload": item.payload.hex()}
+        print(json.dumps(line, sort_keys=True))
+    print(json.dumps({"rejects": decoder.counts}), file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metrotrace", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the node-to-gateway path on simulated data")
+    demo.add_argument("--records", type=int, default=2000, help="records the node makes")
+    demo.set_defaults(func=_demo)
+
+    wire = sub.add_parser("wire", help="node wire format tools")
+    wire_sub = wire.add_subparsers(dest="wire_command", required=True)
+    decode = wire_sub.add_parser("decode", help="decode captured UART frames to JSON lines")
+    decode.add_argument("file", help="capture file, or - for standard input")
+    decode.set_defaults(func=_wire_decode)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
