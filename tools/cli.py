@@ -1,15 +1,20 @@
 """The `metrotrace` command line: one entry point, one subcommand per job.
 
-Subcommands import their module only when they run, so `metrotrace --help` works with
-just the base install and a missing extra is reported by name.
+Each area registers its own subcommands (a `register(subparsers)` function in its
+`cli.py`, listed in REGISTRARS). Registration imports nothing heavy: a command imports
+its modules only when it runs, so `metrotrace --help` works with the base install.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
+
+# Modules with a `register(subparsers)` function, one per area.
+REGISTRARS: list[str] = []
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -51,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode = wire_sub.add_parser("decode", help="decode captured UART frames to JSON lines")
     decode.add_argument("file", help="capture file, or - for standard input")
     decode.set_defaults(func=_wire_decode)
+
+    for name in REGISTRARS:
+        importlib.import_module(name).register(sub)
     return parser
 
 
