@@ -192,3 +192,12 @@ def test_frames_back_to_back_with_garbage_between(a, b):
     out, dec = _decode_all(stream, 13)
     frames = [o.fields for o in out if isinstance(o, frame.Frame)]
     assert frames == [a, b] and sum(dec.counts.values()) == 2  # "55 aa" and "07 01"
+
+
+@given(st.sampled_from([frame.ACK, frame.TIME, frame.RECORD]), st.binary(max_size=120))
+def test_parse_control_gives_a_value_or_a_reject_never_an_exception(ftype, payload):
+    node = b"\x01\x02"
+    result = frame.parse_control(frame.Frame(ftype, payload), node, KEY)
+    assert isinstance(result, frame.Reject) and result.reason == "control"
+    valid = frame.Decoder().feed(frame.ack_frame(node, len(payload), KEY))[0]
+    assert frame.parse_control(valid, node, KEY) == len(payload)

@@ -33,6 +33,7 @@ SHORT = "short"
 BAD_CRC = "crc"
 BAD_TYPE = "frame_type"
 BAD_RECORD = "record"
+BAD_CONTROL = "control"  # returned by parse_control, on the node
 
 
 class Frame:
@@ -78,21 +79,26 @@ def time_frame(node, t, key):
 
 
 def parse_control(frame, node, key):
-    """Check a gateway->node frame; return its seq (ack) or t (time). Raise ValueError."""
+    """Check a gateway->node frame: its seq (ack) or t (time), or a Reject saying why."""
+    if frame.type not in (ACK, TIME):
+        return Reject(BAD_CONTROL, "not an ack or time frame")
     if len(frame.payload) <= TAG_LEN:
-        raise ValueError("control: too short")
+        return Reject(BAD_CONTROL, "too short")
     body, tag = frame.split_tag()
     if not equal(hmac_sha256(key, body), tag):
-        raise ValueError("control: bad tag")
-    fields = cbor.decode(body)
+        return Reject(BAD_CONTROL, "bad tag")
+    try:
+        fields = cbor.decode(body)
+    except ValueError as e:
+        return Reject(BAD_CONTROL, str(e))
     want = 3 if frame.type == ACK else 4
     if not isinstance(fields, dict) or sorted(fields) != [0, 2, want]:
-        raise ValueError("control: wrong fields")
+        return Reject(BAD_CONTROL, "wrong fields")
     if fields[0] != record.VERSION or fields[2] != node:
-        raise ValueError("control: wrong version or node")
+        return Reject(BAD_CONTROL, "wrong version or node")
     value = fields[want]
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError("control: value must be an unsigned integer")
+        return Reject(BAD_CONTROL, "value must be an unsigned integer")
     return value
 
 
