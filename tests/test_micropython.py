@@ -18,6 +18,26 @@ def test_wire_vectors_pass_under_micropython_with_64k_heap():
     assert " 0 failed" in out and "FAIL" not in out
 
 
+# Node logic and drivers (firmware/tests). Each module runs in its own interpreter:
+# the modules are compiled from source at import, which needs heap of its own;
+# test_node imports the whole node and gets 128k for that (tests/test_firmware_resets.py
+# measures the deployed, precompiled node).
+FIRMWARE_MODULES = (("test_outbox", "64k"), ("test_metrology", "64k"),
+                    ("test_drivers", "64k"), ("test_node", "128k"))
+
+
+@pytest.mark.parametrize(("module", "heap"), FIRMWARE_MODULES)
+def test_firmware_logic_passes_under_micropython(module, heap):
+    done = micropython.run(
+        ["firmware/tests/mprun.py", module], heap=heap,
+        path=[micropython.FIRMWARE, micropython.FIRMWARE / "tests"],
+        cwd=micropython.REPO,
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    assert " 0 failed" in out and "FAIL" not in out
+
+
 def test_micropython_is_the_real_interpreter():
     done = micropython.run(["-c", "import sys; print(sys.implementation.name)"])
     assert done.stdout.decode().strip() == "micropython"

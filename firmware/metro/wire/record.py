@@ -149,6 +149,8 @@ def _check(name, typ, value):
 
 
 def _fields(kind):
+    if not isinstance(kind, int) or isinstance(kind, bool):
+        return None  # also keeps an unhashable kind (a list, a map) out of the lookup
     body = BODY.get(kind)
     if body is None:
         return None

@@ -1,0 +1,91 @@
+# Board entry point, copied to the board as /main.py with /config.json beside it
+# (docs/firmware.md). The only module that imports machine: it builds the drivers
+# from the pins in the configuration and hands them to the portable application.
+# Boards: ESP32 (sys.platform "esp32") and Raspberry Pi Pico / Pico W ("rp2").
+
+import asyncio
+import sys
+import time
+
+import machine
+
+from metro.app import config, tasks
+from metro.app.build import build
+from metro.core.flow import Extender
+from metro.core.fwid import firmware_id
+
+RESETS = {machine.PWRON_RESET: "PWRON", machine.HARD_RESET: "HARD",
+          machine.WDT_RESET: "WDT", machine.DEEPSLEEP_RESET: "DEEPSLEEP",
+          machine.SOFT_RESET: "SOFT"}
+
+
+def uart(c):
+    return machine.UART(c["id"], baudrate=c.get("baud", 9600), tx=machine.Pin(c["tx"]),
+                        rx=machine.Pin(c["rx"]))
+
+
+def scale_source(sc):
+    if sc.get("source", "hx711") == "hx711":
+        from metro.drivers.hx711 import HX711
+
+        pins = sc["pins"]
+        return HX711(machine.Pin(pins["sck"], machine.Pin.OUT),
+                     machine.Pin(pins["dout"], machine.Pin.IN), sc.get("gain", 128),
+                     time.ticks_ms, time.sleep_us, machine.disable_irq, machine.enable_irq)
+    from metro.drivers.indicator import Indicator
+    from metro.drivers.lines import UartLines
+
+    return Indicator(UartLines(uart(sc["uart"])), sc["source"], sc.get("unit", "g"))
+
+
+def pulse_counter(pc):
+    pin = machine.Pin(pc["pins"]["pulse"], machine.Pin.IN, machine.Pin.PULL_UP)
+    if sys.platform == "esp32":
+        from metro.drivers.pulse import HardwareCounter
+
+        counter = machine.Counter(0, pin, filter_ns=10000)  # type: ignore[attr-defined]
+        return HardwareCounter(counter), 16  # ESP32 PCNT: 16 bits, wraps
+    from metro.drivers.pulse import PioCounter, pio_program
+
+    rp2 = __import__("rp2")
+    return PioCounter(rp2.StateMachine(0, pio_program(), in_base=pin)), 32
+
+
+async def main():
+    cfg = config.load("/config.json")
+    node_id = machine.unique_id()
+    fw, fw_hash = firmware_id(cfg["fw_version"], "/lib/metro")
+    node = build(cfg, node_id, fw)
+    node.power_up(RESETS.get(machine.reset_cause(), "OTHER"), fw_hash)
+    key = bytes.fromhex(cfg["key"])
+    health = tasks.Health()
+    if node.scale:
+        period = cfg["scale"].get("period_ms", 100)
+        asyncio.create_task(tasks.scale_loop(node, scale_source(cfg["scale"]), period,
+                                             health))
+    if node.dispenser:
+        pc = cfg["dispenser"]
+        counter, bits = pulse_counter(pc)
+        nozzle_pin = machine.Pin(pc["pins"]["nozzle"], machine.Pin.IN, machine.Pin.PULL_UP)
+
+        def nozzle():
+            return nozzle_pin.value() == 0  # switch to ground when the nozzle is lifted
+
+        asyncio.create_task(tasks.flow_loop(node, counter, Extender(bits), nozzle,
+                                            pc.get("period_ms", 100), health))
+    if cfg.get("scanner"):
+        from metro.drivers.lines import UartLines
+
+        lines = UartLines(uart(cfg["scanner"]["uart"]))
+        asyncio.create_task(tasks.scan_loop(node, lines, 50, health))
+    asyncio.create_task(tasks.status_loop(node, cfg["status_s"]))
+    asyncio.create_task(tasks.wdt_loop(health, machine.WDT(timeout=cfg["wdt_ms"]),
+                                       cfg["wdt_ms"] // 4))
+    link = uart(cfg["link"]["uart"])
+    reader = asyncio.StreamReader(link)
+    writer = asyncio.StreamWriter(link, {})
+    asyncio.create_task(tasks.rx_loop(node, reader, key))
+    await tasks.tx_loop(node, writer, health, cfg["link"].get("period_ms", 20))
+
+
+asyncio.run(main())

@@ -1,0 +1,56 @@
+# Builds a Node from the configuration: the parts every board and the host share.
+# Invariant: nothing here touches hardware; drivers are built by the caller (a
+# board's main.py, or host.py with simulated instruments) and handed in.
+
+import time
+
+from ..core.clock import Clock
+from ..core.gbn import Sender
+from ..core.outbox import Outbox
+from ..core.producer import Producer
+from ..core.seq import SeqCounter
+from ..core.store import FileStore
+from .node import Node
+
+
+def _mkdir(path):
+    try:
+        import os
+
+        os.mkdir(path)
+    except OSError:
+        pass  # exists
+
+
+def build(cfg, node_id, fw, log=print):
+    key = bytes.fromhex(cfg["key"])
+    data = cfg["data_dir"]
+    _mkdir(data)
+    ob = cfg["outbox"]
+    outbox = Outbox(data + "/outbox", ob["seg_bytes"], ob["max_bytes"], ob["reserve_bytes"])
+    if outbox.damaged_tails:
+        log("metro: outbox had %d damaged tail(s), cut" % outbox.damaged_tails)
+    seq = SeqCounter(FileStore(data + "/seq.lease"))
+    clock = Clock(time.ticks_ms, time.ticks_diff)
+    producer = Producer(node_id, key, seq, outbox, clock, log)
+    ln = cfg["link"]
+    sender = Sender(outbox, ln["window"], ln["timeout_ms"], ln["max_timeout_ms"])
+    scale = pump = None
+    sc = cfg.get("scale")
+    if sc:  # imported only when configured: a pump node carries no scale code
+        from ..core import weigh
+        from ..core.scale import Scale
+
+        cal = sc.get("cal") or {"zero_raw": 0, "span_raw": 1, "span_load": 1}
+        scale = Scale(weigh.Calibration(cal["zero_raw"], cal["span_raw"], cal["span_load"]),
+                      sc["e"], sc["max"], sc.get("min_e", 20), sc.get("window", 5),
+                      sc.get("unit", "g"))
+    pc = cfg.get("dispenser")
+    if pc:
+        from ..core import flow
+
+        pump = flow.Dispenser(pc["kfactor"], pc.get("d", 10), pc.get("idle_ms", 30000),
+                              pc.get("max_hz", 2000))
+    scan = cfg.get("scanner") or {}
+    return Node(producer, sender, clock, fw, scale, sc and sc["inst"], pump,
+                pc and pc["inst"], scan.get("inst"), scan.get("link_window_ms", 60000))

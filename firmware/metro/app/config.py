@@ -1,0 +1,97 @@
+# The per-device JSON configuration: defaults, checks, and a printable form.
+#
+# Invariant: the node key never leaves this module in printable form: redacted()
+# replaces it, and errors name the key at fault, never its value.
+
+import json
+
+DEFAULTS = {
+    "fw_version": "metro 0.1.0",
+    "data_dir": "/data",
+    "status_s": 60,
+    "wdt_ms": 8000,
+    "link": {"kind": "uart", "window": 8, "timeout_ms": 2000, "max_timeout_ms": 30000},
+    "outbox": {"seg_bytes": 4096, "max_bytes": 262144, "reserve_bytes": 4096,
+               "policy": "block"},
+}
+SECRET = ("key", "password", "wifi_password", "mqtt_password")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _merge(base, over):
+    out = {}
+    for k in base:
+        out[k] = base[k]
+    for k in over:
+        if isinstance(out.get(k), dict) and isinstance(over[k], dict):
+            out[k] = _merge(out[k], over[k])
+        else:
+            out[k] = over[k]
+    return out
+
+
+def parse(text):
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise ConfigError("config: not valid JSON")
+    if not isinstance(raw, dict):
+        raise ConfigError("config: expected an object")
+    cfg = _merge(DEFAULTS, raw)
+    check(cfg)
+    return cfg
+
+
+def load(path):
+    with open(path) as f:
+        return parse(f.read())
+
+
+def _hex(cfg, name, sizes):
+    value = cfg.get(name)
+    if not isinstance(value, str):
+        raise ConfigError("%s: expected hex text" % name)
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ConfigError("%s: not hex" % name)
+    if len(raw) not in sizes:
+        raise ConfigError("%s: %d bytes, expected %s" % (name, len(raw), sizes))
+    return raw
+
+
+def check(cfg):
+    _hex(cfg, "key", (32,))
+    if "node" in cfg:
+        _hex(cfg, "node", tuple(range(1, 17)))
+    if cfg["outbox"]["policy"] != "block":
+        raise ConfigError("outbox.policy: only \"block\" is offered")
+    if cfg["link"]["kind"] not in ("uart", "tcp"):
+        raise ConfigError("link.kind: one of uart, tcp (mqtt is not in this release)")
+    scale = cfg.get("scale")
+    if scale:
+        for name in ("inst", "e", "max"):
+            if name not in scale:
+                raise ConfigError("scale.%s: missing" % name)
+        if scale.get("source", "hx711") == "hx711" and "cal" not in scale:
+            raise ConfigError("scale.cal: missing (zero_raw, span_raw, span_load)")
+    pump = cfg.get("dispenser")
+    if pump and not (isinstance(pump.get("kfactor"), int) and pump["kfactor"] > 0):
+        raise ConfigError("dispenser.kfactor: positive integer (pulses per 1000 L)")
+
+
+def redacted(cfg):
+    """A copy safe to print or log: secrets replaced."""
+    out = {}
+    for k in cfg:
+        v = cfg[k]
+        if k in SECRET:
+            out[k] = "<set>" if v else "<unset>"
+        elif isinstance(v, dict):
+            out[k] = redacted(v)
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,92 @@
+# Fuel dispenser transactions from a flow meter's pulses.
+#
+# - Hardware counters wrap (ESP32 PCNT: 16 bits): Extender turns successive readings
+#   into a monotonic total and is never reset mid-transaction (research/iot.md §4.3).
+# - K-factor is pulses per 1000 L (docs/protocol.md, dispense key 10), so
+#   volume_mL = pulses * 10^6 / K, rounded half up, then to the interval d.
+# - A transaction starts when the nozzle is lifted (or, without a nozzle switch, at
+#   the first pulse) and ends when it is hung up or after `idle_ms` without a pulse.
+# - A pulse rate above `max_hz` is not physical for the meter: the transaction is
+#   kept (its pulses are real counts) but flagged, and an event says so.
+# Invariant: integers only; every pulse counted between start and end is in exactly
+# one transaction.
+
+from .weigh import div_round, round_to
+
+FLAG_IDLE_END = 1  # ended by the idle timeout, not by the nozzle
+FLAG_RATE = 2  # a pulse rate above max_hz was seen
+
+
+def to_millilitres(pulses, kfactor):
+    if kfactor <= 0:
+        raise ValueError("kfactor: must be positive")
+    return div_round(pulses * 1000000, kfactor)
+
+
+class Extender:
+    """Wrapping hardware count -> monotonic total."""
+
+    def __init__(self, bits=16):
+        self.mod = 1 << bits
+        self.last = None
+        self.total = 0
+
+    def update(self, hw):
+        hw %= self.mod
+        if self.last is not None:
+            self.total += (hw - self.last) % self.mod
+        self.last = hw
+        return self.total
+
+
+class Dispenser:
+    def __init__(self, kfactor, d=10, idle_ms=30000, max_hz=2000):
+        self.kfactor = kfactor
+        self.d = d
+        self.idle_ms = idle_ms
+        self.max_hz = max_hz
+        self.active = False
+        self._start_pulses = 0
+        self._last_pulses = 0
+        self._last_ms = 0
+        self._last_pulse_ms = 0
+        self.t_start = 0
+        self.flags = 0
+
+    def update(self, now_ms, total, nozzle=None, wall_ms=0):
+        """One poll. Returns (kind, fields) records to make: dispense or event."""
+        out = []
+        rate_dt = now_ms - self._last_ms
+        moved = total - self._last_pulses
+        if self.active and rate_dt > 0 and moved * 1000 > self.max_hz * rate_dt:
+            if not self.flags & FLAG_RATE:
+                out.append(("event", {"code": "pulse_rate", "detail": {
+                    "pulses": moved, "ms": rate_dt, "max_hz": self.max_hz}}))
+            self.flags |= FLAG_RATE
+        if moved:
+            self._last_pulse_ms = now_ms
+        self._last_ms = now_ms
+        self._last_pulses = total
+        if not self.active:
+            if nozzle or (nozzle is None and moved):
+                self.active = True
+                self.flags = 0
+                self._start_pulses = total - (moved if nozzle is None else 0)
+                self._last_pulse_ms = now_ms
+                self.t_start = wall_ms
+            return out
+        if nozzle is False:
+            out.append(("dispense", self._finish(total, 0, wall_ms)))
+        elif now_ms - self._last_pulse_ms >= self.idle_ms:
+            out.append(("dispense", self._finish(total, FLAG_IDLE_END, wall_ms)))
+        return out
+
+    def _finish(self, total, flag, wall_ms):
+        self.active = False
+        pulses = total - self._start_pulses
+        volume = round_to(to_millilitres(pulses, self.kfactor), self.d)
+        fields = {"volume": volume, "pulses": pulses, "kfactor": self.kfactor,
+                  "t_start": self.t_start, "unit": "mL", "d": self.d}
+        if self.flags | flag:
+            fields["flags"] = self.flags | flag
+        return fields

@@ -1,0 +1,96 @@
+# Makes records: numbers, time, chain, tag, and durable storage, in that order.
+#
+# Invariants:
+# - A record exists once it is on flash: `prev` is always the last *stored* record,
+#   so a record lost to a reset or a full outbox leaves no hole in the chain.
+# - Nothing legal is dropped silently. When the outbox is full (policy "block", the
+#   default and the only one offered): weighings, checks, zeros and scans are refused
+#   and counted, one "buffer_full" (or "flash_full") event is stored in the reserve,
+#   and when acknowledgements free room a "buffer_ok" event says how many were
+#   refused. Dispenses and events go into the reserve: fuel that has flowed cannot
+#   be refused. Status records are skipped while blocked.
+#
+# Audit event codes (kind 6, OIML D 31 6.2.3.6), detail in brackets:
+#   power_up [reset, fw, fw_sha256]   param_change [param, old, new, by]
+#   seal [state]   clock_set [old, new, old_tq, tq]   buffer_full / flash_full [bytes]
+#   buffer_ok [refused]   scale_garbled / scale_error [why, line]
+#   scan_rejected [why, code]   pulse_rate [pulses, ms, max_hz]   zero_range [why]
+#   overload [gross]   gateway_silent / gateway_back [rounds]   driver_error [what]
+
+from ..wire import record
+from ..wire.tag import hmac_sha256
+from .outbox import FlashFull, OutboxFull
+
+KINDS = {"weighing": record.WEIGHING, "dispense": record.DISPENSE, "check": record.CHECK,
+         "zero": record.ZERO, "scan": record.SCAN, "event": record.EVENT,
+         "status": record.STATUS}
+RESERVED = ("event", "dispense")
+RESUME_PERCENT = 75  # unblock once the outbox is below this share of its bound
+
+
+class Producer:
+    def __init__(self, node, key, seq, outbox, clock, log=print):
+        self.node = node
+        self._key = key
+        self.seq = seq
+        self.outbox = outbox
+        self.clock = clock
+        self.log = log
+        self.prev = outbox.last_seq()
+        self.blocked = None  # None, or the event code that blocked measurements
+        self.refused = 0  # measurement records refused while blocked
+        self.unstored = 0  # records that even the reserve could not hold
+        self.made = 0
+
+    def emit(self, kind, inst, fields):
+        """Make and store one record; its seq, or None if refused (counted)."""
+        if self.blocked:
+            self._maybe_resume()
+        if self.blocked and kind not in RESERVED:
+            if kind != "status":
+                self.refused += 1
+            return None
+        try:
+            return self._store(kind, inst, fields)
+        except (OutboxFull, FlashFull) as full:
+            code = "flash_full" if isinstance(full, FlashFull) else "buffer_full"
+            if kind in RESERVED:
+                self.unstored += 1
+                self.log("metro: %s record not stored: %s" % (kind, full))
+                return None
+            if not self.blocked:
+                self.blocked = code
+                self.log("metro: %s, measurements stopped: %s" % (code, full))
+                self._try_event(code, {"bytes": self.outbox.used_bytes()})
+            if kind != "status":
+                self.refused += 1
+            return None
+
+    def event(self, code, detail=None):
+        fields = {"code": code}
+        if detail:
+            fields["detail"] = detail
+        return self.emit("event", None, fields)
+
+    def _try_event(self, code, detail):
+        try:
+            self._store("event", None, {"code": code, "detail": detail})
+        except (OutboxFull, FlashFull):
+            self.unstored += 1
+            self.log("metro: %s event not stored" % code)
+
+    def _maybe_resume(self):
+        if self.outbox.used_bytes() * 100 < self.outbox.max_bytes * RESUME_PERCENT:
+            self.blocked = None
+            refused, self.refused = self.refused, 0
+            self._try_event("buffer_ok", {"refused": refused})
+
+    def _store(self, kind, inst, fields):
+        seq = self.seq.next()
+        t, tq = self.clock.now()
+        body = record.make(KINDS[kind], self.node, seq, self.prev, t, tq, inst, **fields)
+        self.outbox.append(seq, body + hmac_sha256(self._key, body),
+                           reserve=kind in RESERVED)
+        self.prev = seq
+        self.made += 1
+        return seq

@@ -1,0 +1,162 @@
+# Pure metrology logic (weigh, stable, zero, scale, flow, gs1): plain functions run
+# under CPython (pytest) and the MicroPython unix port (mprun.py).
+
+from metro.core import flow, gs1, weigh
+from metro.core.scale import F_STABLE, F_TARE_PRESET, Scale
+from metro.core.stable import StabilityDetector
+from metro.core.zero import ZeroError, ZeroTracker
+
+
+def test_rounding_half_away_from_zero():
+    assert weigh.div_round(7, 2) == 4 and weigh.div_round(-7, 2) == -4
+    assert weigh.div_round(5, 3) == 2 and weigh.div_round(-4, 3) == -1
+    assert weigh.round_to(1252, 5) == 1250 and weigh.round_to(1253, 5) == 1255
+    assert weigh.to_indication(12525, 5) == 1255  # 1252.5 g -> 1255 g
+    assert weigh.to_indication(-12524, 5) == -1250
+
+
+def test_calibration_counts_to_fine_units():
+    cal = weigh.Calibration(zero_raw=8000, span_raw=420000, span_load=10000)
+    assert cal.fine(8000) == 0
+    assert cal.fine(8000 + 420000) == 100000  # 10 kg in tenths of a gram
+    assert cal.fine(8000 + 21) == 5  # 0.5 g
+    neg = weigh.Calibration(zero_raw=0, span_raw=-420000, span_load=10000)
+    assert neg.fine(-420000) == 100000
+
+
+def test_stability_needs_a_full_quiet_window():
+    det = StabilityDetector(window=3, band=50)
+    assert not det.update(1000) and not det.update(1040)
+    assert det.update(1090) is True  # spread 90 <= 2 * 50
+    assert not det.update(1200)  # a step clears it at once
+    det.reset()
+    assert not det.stable
+
+
+def test_zero_limits_of_r76():
+    z = ZeroTracker(max_fine=150000, e_fine=50)  # Max 15 kg, e 5 g
+    try:
+        z.power_up(16000, True)  # 1.6 kg > 10 % of Max
+    except ZeroError as e:
+        assert "initial range" in str(e)
+    else:
+        raise AssertionError("accepted an initial zero outside ±10 % Max")
+    z.power_up(1000, True)
+    z.set_zero(3900, True)  # within 2 % Max (3000 fine) of 1000
+    try:
+        z.set_zero(4100, True)
+    except ZeroError as e:
+        assert "±2 %" in str(e)
+    else:
+        raise AssertionError("zero-setting beyond 2 % of Max")
+
+
+def test_zero_tracking_rate_and_conditions():
+    z = ZeroTracker(max_fine=150000, e_fine=50)
+    z.power_up(0, True)
+    z.track(20, True, 0)
+    assert z.track(20, True, 1000) == 20  # within budget of 0.5 e per second
+    assert z.track(40, True, 1100) == 2  # 0.1 s: 2.5 fine units of budget
+    assert z.track(200, True, 5000) == 0  # beyond ±0.5 e: a load, not drift
+    assert z.track(40, False, 9000) == 0  # unstable: never tracks
+
+
+def _scale():
+    cal = weigh.Calibration(zero_raw=0, span_raw=100000, span_load=10000)  # 10 counts/g
+    return Scale(cal, e=5, max_load=15000, min_e=20, window=3)
+
+
+def _feed(scale, raw, n, t0):
+    out = []
+    for i in range(n):
+        out.extend(scale.update(raw, t0 + 100 * i))
+    return out
+
+
+def test_scale_one_weighing_per_load_then_zero():
+    s = _scale()
+    assert [k for k, _ in _feed(s, 3, 3, 0)] == ["zero"]  # power-up zero
+    out = _feed(s, 12503, 10, 1000)
+    weighings = [f for k, f in out if k == "weighing"]
+    assert len(weighings) == 1
+    w = weighings[0]
+    assert (w["gross"], w["net"], w["tare"], w["flags"]) == (1250, 1250, 0, F_STABLE)
+    out = _feed(s, 0, 5, 3000)
+    assert [k for k, _ in out] == ["zero"]
+
+
+def test_scale_tare_overload_and_presets():
+    s = _scale()
+    _feed(s, 0, 3, 0)
+    _feed(s, 2000, 3, 500)  # a 200 g container: below Min, no weighing
+    s.take_tare()
+    out = _feed(s, 2000 + 5000, 4, 1000)
+    (w,) = [f for k, f in out if k == "weighing"]
+    assert (w["gross"], w["tare"], w["net"]) == (700, 200, 500)
+    s.preset_tare(103)
+    assert s.tare == 105 and s.tare_flags == F_TARE_PRESET
+    out = _feed(s, 160000, 4, 3000)
+    assert [f["code"] for k, f in out if k == "event"] == ["overload"]
+
+
+def test_scale_refuses_power_up_zero_out_of_range():
+    s = _scale()
+    out = _feed(s, 20000, 3, 0)  # 2 kg on the pan at power-up: > 10 % of 15 kg
+    assert out[0][0] == "event" and out[0][1]["code"] == "zero_range"
+
+
+def test_pulses_to_millilitres():
+    assert flow.to_millilitres(2001500, 100000000) == 20015
+    assert flow.to_millilitres(1, 3) == 333333
+
+
+def test_counter_extender_wraps():
+    ext = flow.Extender(bits=16)
+    total = 0
+    for hw in (65000, 65535, 10, 300):
+        total = ext.update(hw)
+    assert total == 300 + 65536 - 65000
+
+
+def test_dispense_by_nozzle_and_idle_timeout():
+    d = flow.Dispenser(kfactor=100000000, d=10, idle_ms=5000, max_hz=2000)
+    assert d.update(0, 0, nozzle=True, wall_ms=1000) == []
+    d.update(1000, 1000, nozzle=True)
+    ((kind, f),) = d.update(2000, 2001500 // 1000, nozzle=False, wall_ms=3000)
+    assert kind == "dispense" and f["pulses"] == 2001 and f["volume"] == 20
+    assert f["t_start"] == 1000 and "flags" not in f
+    d2 = flow.Dispenser(kfactor=1000000, d=1, idle_ms=5000)
+    d2.update(0, 0)
+    d2.update(100, 10)  # first pulses start it without a nozzle switch
+    d2.update(200, 20)
+    ((kind, f),) = d2.update(5300, 20)
+    assert f["pulses"] == 20 and f["flags"] == flow.FLAG_IDLE_END
+
+
+def test_absurd_pulse_rate_is_flagged_not_dropped():
+    d = flow.Dispenser(kfactor=1000000, d=1, max_hz=100)
+    d.update(0, 0, nozzle=True)
+    out = d.update(1000, 50000, nozzle=True)
+    assert [f["code"] for _, f in out] == ["pulse_rate"]
+    ((_, f),) = d.update(1100, 50000, nozzle=False)
+    assert f["pulses"] == 50000 and f["flags"] & flow.FLAG_RATE
+
+
+def test_gs1_check_digits():
+    assert gs1.check_digit_ok(b"4006381333931")
+    assert not gs1.check_digit_ok(b"4006381333932")
+    assert gs1.check("]E0", b"4006381333931") is None
+    assert gs1.check("]E0", b"4006381333932") == "code: bad check digit"
+    good = b"0109506000134352" + b"10ABC123\x1d3103001250"
+    assert gs1.check("]C1", good) is None
+    assert "AI (01)" in gs1.check("]d2", b"0109506000134353")
+    assert gs1.split_aim(b"]C1" + good) == ("]C1", good)
+    assert gs1.split_aim(b"12345") == ("", b"12345")
+
+
+def test_scan_links_to_the_next_measurement_once():
+    link = gs1.ScanLinker(window_ms=1000)
+    link.scanned(17, 0)
+    assert link.take(500) == 17 and link.take(600) is None
+    link.scanned(18, 0)
+    assert link.take(1500) is None

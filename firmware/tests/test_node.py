@@ -1,0 +1,148 @@
+# The node's record-making on bad input: plain functions for pytest (CPython) and
+# mprun.py (MicroPython). Each bad input must give a clear event and no crash.
+
+from fsutil import fresh_dir, remove_tree
+
+from metro.app.node import Node
+from metro.core import flow, weigh
+from metro.core.clock import Clock
+from metro.core.gbn import Sender
+from metro.core.outbox import Outbox
+from metro.core.producer import Producer
+from metro.core.scale import Scale
+from metro.core.seq import SeqCounter
+from metro.drivers import scaleproto
+from metro.wire import frame, record
+
+NODE = b"\xe6\x61\x41\x03\xe7\x51\x3a\x2f"
+KEY = bytes(range(32))
+
+
+class _Store:
+    def __init__(self):
+        self.data = None
+
+    def read(self):
+        return self.data
+
+    def write(self, data):
+        self.data = data
+
+
+class _Ticks:
+    def __init__(self):
+        self.ms = 0
+
+    def __call__(self):
+        return self.ms
+
+
+def _node(root, max_bytes=65536):
+    ticks = _Ticks()
+    box = Outbox(root, seg_bytes=1024, max_bytes=max_bytes, reserve_bytes=600)
+    clock = Clock(ticks, lambda a, b: a - b)
+    logged = []
+    prod = Producer(NODE, KEY, SeqCounter(_Store()), box, clock, logged.append)
+    scale = Scale(weigh.Calibration(0, 10, 1), e=5, max_load=15000, window=3)
+    pump = flow.Dispenser(kfactor=1000000, d=1, max_hz=100)
+    node = Node(prod, Sender(box, window=4, timeout_ms=100, silent_after=2), clock,
+                "metro test", scale, "NAWI-1", pump, "PUMP-1", "SCAN-1")
+    return node, ticks, logged
+
+
+def _records(node):
+    cur = node.producer.outbox.cursor()
+    out = []
+    while True:
+        got = cur.next()
+        if got is None:
+            return out
+        out.append(record.decode(got[1][:-32]))
+
+
+def _codes(node):
+    return [r["code"] for r in _records(node) if r["kind"] == record.EVENT]
+
+
+def test_scan_then_weighing_is_linked_and_bad_check_digit_is_an_event():
+    root = fresh_dir("node")
+    try:
+        node, ticks, _ = _node(root)
+        for _ in range(3):
+            node.weigh(0, ticks())
+        assert node.scanned(b"]E04006381333932\r\n", 0) is not None  # bad check digit
+        seq = node.scanned(b"]E04006381333931\r\n", 0)
+        for _ in range(4):
+            ticks.ms += 100
+            node.weigh(12500, ticks.ms)
+        recs = _records(node)
+        (w,) = [r for r in recs if r["kind"] == record.WEIGHING]
+        assert w["link"] == seq and w["net"] == 1250
+        (ev,) = [r for r in recs if r["kind"] == record.EVENT]
+        assert ev["code"] == "scan_rejected" and ev["detail"]["why"] == "code: bad check digit"
+        chain = [r["prev"] for r in recs[1:]]
+        assert chain == [r["seq"] for r in recs[:-1]]
+    finally:
+        remove_tree(root)
+
+
+def test_garbled_scale_and_absurd_pulse_rate_are_events():
+    root = fresh_dir("node")
+    try:
+        node, ticks, _ = _node(root)
+        try:
+            scaleproto.parse_sics(b"S S 1.2?4 kg")
+        except scaleproto.ProtocolError as err:
+            node.driver_error("scale", err)
+        node.driver_error("scale", OSError("again"))  # a streak: one event
+        node.flow(0, True, 0)
+        node.flow(50000, True, 1000)
+        node.flow(50000, False, 1100)
+        assert _codes(node) == ["driver_error", "pulse_rate"]
+        (d,) = [r for r in _records(node) if r["kind"] == record.DISPENSE]
+        assert d["pulses"] == 50000 and d["flags"] & flow.FLAG_RATE
+    finally:
+        remove_tree(root)
+
+
+def test_full_outbox_blocks_weighings_with_an_event_and_resumes():
+    root = fresh_dir("node")
+    try:
+        node, ticks, logged = _node(root, max_bytes=1500)
+        while node.producer.blocked is None:
+            ticks.ms += 10
+            node.scanned(b"]E04006381333931", ticks.ms)
+        assert node.producer.blocked == "buffer_full" and "buffer_full" in logged[0]
+        assert node.scanned(b"]E04006381333931", ticks.ms) is None
+        assert node.producer.refused == 2  # the one that found it full, and this one
+        node.flow(0, True, 0)  # fuel that flows is recorded from the reserve
+        node.flow(100, False, 5000)
+        kinds = [r["kind"] for r in _records(node)]
+        assert kinds[-2:] == [record.EVENT, record.DISPENSE]
+        node.sender.acked(node.producer.prev, 0)  # the gateway catches up
+        assert node.scanned(b"]E04006381333931", 1) is not None
+        assert _codes(node)[-1] == "buffer_ok"
+    finally:
+        remove_tree(root)
+
+
+def test_silent_gateway_is_an_event_and_acks_and_time_need_the_key():
+    root = fresh_dir("node")
+    try:
+        node, ticks, _ = _node(root)
+        node.producer.event("power_up", {"reset": "PWRON"})
+        for now in (0, 100, 300, 700):
+            node.sender.due(now)
+            for ev in node.sender.poll(now + 1000):
+                node.producer.event(ev["code"], ev["detail"])
+        assert "gateway_silent" in _codes(node)
+        forged = frame.Decoder().feed(frame.ack_frame(NODE, 99, b"not the key"))[0]
+        node.control(forged, KEY, 0)
+        assert node.rejects == 1 and node.producer.outbox.acked == 0
+        (t,) = frame.Decoder().feed(frame.time_frame(NODE, 1763884800000, KEY))
+        node.control(t, KEY, 0)
+        last = _records(node)[-1]
+        assert last["code"] == "clock_set" and last["tq"] == 2
+        assert last["t"] == 1763884800000
+    finally:
+        remove_tree(root)
