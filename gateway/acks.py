@@ -8,8 +8,9 @@ N's predecessor is at or below A, and then on along the chain of records already
 stored. A record lost on the line leaves a hole: A stays below it until the node, which
 resends from its oldest unacknowledged record, fills it.
 
-A gateway that has never heard from a node starts its chain at the `prev` of the first
-record it sees, because a node always sends its oldest unacknowledged record first.
+A gateway that has never heard from a node starts the chain at the `prev` of that
+node's oldest unacknowledged record; gateway/intake.py holds a new node's records on
+probation until it has seen which record that is (docs/protocol.md §5, first contact).
 
 Invariant: A only grows, and only over records this gateway has stored.
 """

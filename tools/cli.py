@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 # Modules with a `register(subparsers)` function, one per area.
-REGISTRARS: list[str] = []
+REGISTRARS: list[str] = [
+    "metrotrace.gateway.cli",
+]
 
 
 def _demo(args: argparse.Namespace) -> int:

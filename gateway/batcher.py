@@ -1,0 +1,69 @@
+"""Turns pending records into signed batches (COSE_Sign1 envelopes, gateway/envelope.py).
+
+Sans-IO: given the records waiting in the outbox, the time and the signing key, it
+says whether a batch is due and seals it; the outbox moves the records into the
+envelope in one transaction (Outbox.sealed).
+
+A batch is due when max_records are waiting or the oldest has waited window_ms. Live
+and historical records never share a batch: a record is backfill when it reached the
+gateway, or was made (by a clock it trusts), more than backfill_after_ms before the
+batch is sealed; such batches carry the envelope's backfill flag.
+
+Invariant: a batch holds a prefix of the pending records in arrival order, all live or
+all backfill, verbatim with their node tags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metrotrace.firmware.metro.wire import record as wire_record
+
+from .envelope import Batch, seal
+from .keys import KeyRing
+from .outbox import PendingRecord
+
+
+@dataclass(frozen=True)
+class Sealed:
+    seq: int
+    envelope: bytes
+    records: list[PendingRecord]
+    backfill: bool
+
+
+class Batcher:
+    def __init__(self, gateway: str, topic: str, keyring: KeyRing, max_records: int = 500,
+                 window_ms: int = 200, backfill_after_ms: int = 300_000) -> None:
+        self.gateway = gateway
+        self.topic = topic
+        self.keyring = keyring
+        self.max_records = max_records
+        self.window_ms = window_ms
+        self.backfill_after_ms = backfill_after_ms
+
+    def due(self, pending: int, oldest_received: int | None, now: int) -> bool:
+        if pending >= self.max_records:
+            return True
+        return pending > 0 and oldest_received is not None and (
+            now - oldest_received >= self.window_ms)
+
+    def is_backfill(self, rec: PendingRecord, now: int) -> bool:
+        if now - rec.received > self.backfill_after_ms:
+            return True
+        trusted_clock = rec.tq in (wire_record.TQ_NTP, wire_record.TQ_GATEWAY)
+        return trusted_clock and now - rec.t > self.backfill_after_ms
+
+    def seal(self, records: list[PendingRecord], seq: int, now: int) -> Sealed:
+        """Seal the leading run of `records` that share one class (live or backfill)."""
+        if not records:
+            raise ValueError("records: nothing to seal")
+        backfill = self.is_backfill(records[0], now)
+        run = []
+        for rec in records[: self.max_records]:
+            if self.is_backfill(rec, now) != backfill:
+                break
+            run.append(rec)
+        batch = Batch(self.gateway, seq, now, tuple((r.record, r.tag) for r in run), backfill)
+        key = self.keyring.signing(now).key
+        return Sealed(seq, seal(batch, key, self.topic), run, backfill)

@@ -1,0 +1,153 @@
+"""From decoded frames to durably stored records and the acknowledgements they earn.
+
+Sans-IO: the serial and Wi-Fi adapters hand in what frame.Decoder produced (or, for
+Wi-Fi, a record frame built from an MQTT payload); `receive` verifies each record,
+stores the accepted ones and commits once for the whole chunk, and only then returns
+the marks to acknowledge, so an acknowledgement never runs ahead of the disk (group
+commit: one fsync per chunk, not per record).
+
+First contact. docs/protocol.md §5 lets a gateway that has never heard from a node
+start the node's chain at the `prev` of the first record it receives. That first
+record need not be the node's oldest: pyserial flushes the input on open, and a port
+opened while the node is sending drops its first frames. Acknowledging from there
+would make the node delete records the gateway never saw. So a node without a mark is
+on probation: its records are stored but not acknowledged until a record with
+prev = 0 (the node's first ever) arrives, or the lowest seq seen so far arrives again:
+a node without acknowledgements goes back to its oldest unacknowledged record and
+resends from there, so a resend of the lowest seq marks the node's oldest. The chain
+then starts at the prev of that record. (No timer: one would guess.)
+
+Invariants: a record is acknowledged only after the transaction that stored it has
+committed; a refused record (outbox full) is neither remembered nor acknowledged, so
+the node keeps it and sends it again later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from metrotrace.firmware.metro.wire import frame as wire_frame
+from metrotrace.firmware.metro.wire import record as wire_record
+
+from .acks import AckTracker
+from .counters import Counters
+from .outbox import Outbox
+from .verify import ACCEPTED, DUPLICATE, FORGERY, Verifier
+
+OUTBOX_FULL = "outbox_full"
+NOT_A_RECORD = "not_a_record"  # an A or T frame arriving at the gateway
+
+
+@dataclass(frozen=True)
+class Ack:
+    node: bytes
+    seq: int
+    key: bytes
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    node: bytes
+    seq: int
+    detail: str
+
+
+class Intake:
+    def __init__(self, verifier: Verifier, outbox: Outbox, counters: Counters,
+                 clock: Callable[[], int], alert: Callable[[Alert], None],
+                 firmware_seen: Callable[[bytes, str], None] = lambda node, fw: None) -> None:
+        self.verifier = verifier
+        self.outbox = outbox
+        self.counters = counters
+        self.clock = clock
+        self.alert = alert
+        self.firmware_seen = firmware_seen
+        self.acks = AckTracker(outbox.marks())
+        self._probation: dict[bytes, dict[int, int]] = {}  # node -> {seq: prev} seen
+        self._full_alerted = False
+
+    def receive(self, items: Iterable[wire_frame.Frame | wire_frame.Reject]) -> list[Ack]:
+        now = self.clock()
+        touched: dict[bytes, int] = {}
+        alerts: list[Alert] = []
+        firmware: dict[bytes, str] = {}
+        with self.outbox.transaction():
+            for item in items:
+                if isinstance(item, wire_frame.Reject):
+                    self.counters.reject(item.reason)
+                    continue
+                if item.type != wire_frame.RECORD:
+                    self.counters.reject(NOT_A_RECORD)
+                    continue
+                self.counters.add("received")
+                self._one(item, now, touched, alerts, firmware)
+            marks = {node: self.acks.mark(node) for node in touched}
+            self.outbox.save_marks(marks)
+            for node, fw in firmware.items():
+                self.outbox.set_firmware(node, fw)
+        self.counters.queued = self.outbox.depth
+        for alert in alerts:
+            self.alert(alert)
+        for node, fw in firmware.items():
+            self.firmware_seen(node, fw)
+        return [Ack(node, mark, self.verifier.keys[node]) for node, mark in marks.items()]
+
+    def _one(self, item: wire_frame.Frame, now: int, touched: dict, alerts: list,
+             firmware: dict) -> None:
+        fields = item.fields
+        node, seq = fields["node"], fields["seq"]
+        if self.outbox.room() == 0:
+            # Full: a resend of something stored is still acknowledged; anything new is
+            # refused, so the node keeps it (back-pressure), and an alert goes out once.
+            record, _ = item.split_tag()
+            known = self.outbox.digest(node, seq)
+            if known is None or known != hashlib.sha256(record).digest():
+                self.counters.reject(OUTBOX_FULL)
+                if not self._full_alerted:
+                    self._full_alerted = True
+                    alerts.append(Alert(OUTBOX_FULL, node, seq,
+                                        f"outbox holds {self.outbox.depth} records"))
+                return
+        else:
+            self._full_alerted = False
+        verdict = self.verifier.check(item)
+        if verdict.status == ACCEPTED:
+            self.outbox.add(node, seq, verdict.record, verdict.tag, now, fields["t"],
+                            fields["tq"])
+            self.counters.add("accepted")
+            fw = _firmware(fields)
+            if fw is not None:
+                firmware[node] = fw
+        elif verdict.status == DUPLICATE:
+            self.counters.add("duplicate")
+        else:
+            self.counters.reject(verdict.reason or "rejected")
+            if verdict.reason == FORGERY:
+                alerts.append(Alert(FORGERY, node, seq,
+                                    "same (node, seq) as a stored record, different bytes"))
+            return
+        if node in self.acks.marks:
+            self.acks.stored(node, seq, fields["prev"])
+            touched[node] = True
+            return
+        seen = self._probation.setdefault(node, {})
+        resent_lowest = verdict.status == DUPLICATE and seen and seq == min(seen)
+        seen[seq] = fields["prev"]
+        if fields["prev"] == 0 or resent_lowest:
+            del self._probation[node]
+            for s, prev in sorted(seen.items()):
+                self.acks.stored(node, s, prev)
+            touched[node] = True
+
+
+def _firmware(fields: dict) -> str | None:
+    """The firmware id a record reports: status records, and power_up events."""
+    if fields["kind"] == wire_record.STATUS:
+        return fields["fw"]
+    if fields["kind"] == wire_record.EVENT and fields["code"] == "power_up":
+        fw = (fields.get("detail") or {}).get("fw")
+        return fw if isinstance(fw, str) else None
+    return None

@@ -1,0 +1,88 @@
+"""Intake: verify, store, commit, then acknowledge; full outbox refuses; first contact."""
+
+import pytest
+
+from metrotrace.firmware.metro.wire import frame, record
+from metrotrace.gateway.counters import Counters
+from metrotrace.gateway.intake import Intake
+from metrotrace.gateway.outbox import Outbox
+from metrotrace.gateway.verify import Verifier
+
+NODE = bytes.fromhex("0102030405060708")
+KEY = b"k" * 32
+
+
+def frames(seqs, net=1000):
+    recs = [record.make(record.WEIGHING, NODE, s, s - 1, 1_700_000_000_000 + s, record.TQ_NTP,
+                        "S1", gross=net, tare=0, net=net, e=5, unit="g",
+                        flags=record.F_STABLE) for s in seqs]
+    return frame.Decoder().feed(b"".join(frame.record_frame(r, KEY) for r in recs))
+
+
+def make(tmp_path, bound=1000):
+    alerts = []
+    box = Outbox(tmp_path / "o.sqlite", bound)
+    counters = Counters()
+    intake = Intake(Verifier({NODE: KEY}, seen=box), box, counters, lambda: 5, alerts.append)
+    return intake, box, counters, alerts
+
+
+def test_acknowledges_after_commit_and_a_resend_is_acknowledged_not_stored(tmp_path):
+    intake, box, counters, _ = make(tmp_path)
+    (ack,) = intake.receive(frames(range(1, 11)))
+    assert (ack.node, ack.seq) == (NODE, 10) and box.depth == 10
+    (again,) = intake.receive(frames([9, 10]))
+    assert again.seq == 10 and box.depth == 10
+    assert counters.snapshot()["duplicate"] == 2
+    box.close()
+    # the mark is on disk: a restarted gateway acknowledges the same
+    intake, box, _, _ = make(tmp_path)
+    assert intake.receive(frames([10]))[0].seq == 10
+
+
+def test_a_failing_store_acknowledges_nothing_and_remembers_nothing(tmp_path):
+    intake, box, _, _ = make(tmp_path)
+
+    def broken(*args):
+        raise OSError("disk gone")
+    box.add = broken
+    with pytest.raises(OSError):
+        intake.receive(frames([1, 2]))
+    assert box.digest(NODE, 1) is None and box.marks() == {}
+
+
+def test_full_outbox_refuses_new_records_alerts_once_and_still_acks_resends(tmp_path):
+    intake, box, counters, alerts = make(tmp_path, bound=5)
+    intake.receive(frames(range(1, 6)))
+    (ack,) = intake.receive(frames(range(3, 9)))  # 3..5 resent, 6..8 new
+    assert ack.seq == 5 and box.depth == 5
+    assert counters.snapshot()["rejected"] == {"outbox_full": 3}
+    assert [a.kind for a in alerts] == ["outbox_full"]
+
+
+def test_forgery_is_rejected_and_alerted(tmp_path):
+    intake, _, counters, alerts = make(tmp_path)
+    intake.receive(frames([1, 2]))
+    intake.receive(frames([2], net=5))
+    assert counters.snapshot()["rejected"] == {"forgery": 1}
+    assert [(a.kind, a.seq) for a in alerts] == [("forgery", 2)]
+
+
+def test_first_contact_mid_stream_waits_for_the_node_to_go_back(tmp_path):
+    # The port opened late: the gateway first hears seq 6. Acknowledging 6..10 would
+    # make the node delete 1..5, which the gateway never saw.
+    intake, _, _, _ = make(tmp_path)
+    assert intake.receive(frames(range(6, 11))) == []
+    # The node, unacknowledged, goes back: seq 1 has prev 0, the chain starts there.
+    assert [a.seq for a in intake.receive(frames(range(1, 4)))] == [3]
+    assert [a.seq for a in intake.receive(frames([4, 5]))] == [10]
+
+
+def test_first_contact_settles_when_the_lowest_seq_is_resent(tmp_path):
+    # A node whose earlier records went to another gateway: no prev = 0 to be seen.
+    intake, _, _, _ = make(tmp_path)
+    records = frames(range(100, 106))
+    assert intake.receive(records[2:]) == []  # 102..105 first (100, 101 lost on open)
+    assert intake.receive(records) == []  # the node goes back to 100: lowest is now 100
+    (ack,) = intake.receive(records[:1])  # and again: 100 is its oldest
+    assert ack.seq == 105

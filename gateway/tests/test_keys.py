@@ -1,0 +1,48 @@
+"""Gateway keys: 0600 files, kid = hash of the public key, rotation with an overlap."""
+
+import stat
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+
+from metrotrace.gateway.envelope import key_id, raw_public
+from metrotrace.gateway.errors import KeyFileError
+from metrotrace.gateway.keys import ENDORSE, KeyRing
+
+HOUR = 3_600_000
+
+
+def test_keygen_writes_a_0600_key_whose_kid_is_its_public_key_hash(tmp_path):
+    ring = KeyRing.create(tmp_path / "keys", 1000)
+    (pem,) = (tmp_path / "keys").glob("gw-*.pem")
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o600
+    entry = ring.signing(1000)
+    assert entry.kid == key_id(entry.key.public_key()) and len(entry.kid) == 16
+    assert pem.name == f"gw-{entry.kid.hex()}.pem"
+    assert KeyRing.load(tmp_path / "keys").signing(1000).kid == entry.kid
+    with pytest.raises(KeyFileError, match="already"):
+        KeyRing.create(tmp_path / "keys", 2000)
+
+
+def test_a_key_file_readable_by_others_is_refused(tmp_path):
+    KeyRing.create(tmp_path / "keys", 1000)
+    (pem,) = (tmp_path / "keys").glob("gw-*.pem")
+    pem.chmod(0o644)
+    with pytest.raises(KeyFileError, match="readable by others"):
+        KeyRing.load(tmp_path / "keys")
+
+
+def test_rotation_signs_with_the_new_key_and_keeps_the_old_valid_for_the_overlap(tmp_path):
+    ring = KeyRing.create(tmp_path / "keys", 0)
+    old = ring.signing(10 * HOUR)
+    new = ring.rotate(10 * HOUR, 24 * HOUR)
+    ring = KeyRing.load(tmp_path / "keys")
+    assert ring.signing(10 * HOUR).kid == new.kid
+    announced = {k["kid"] for k in ring.announce(20 * HOUR)}
+    assert announced == {old.kid.hex(), new.kid.hex()}  # both valid in the overlap
+    assert {k["kid"] for k in ring.announce(34 * HOUR)} == {new.kid.hex()}
+    # the old key endorses the new one
+    message = ENDORSE + raw_public(new.key.public_key()) + (10 * HOUR).to_bytes(8, "big")
+    old.key.public_key().verify(new.endorsement, message)
+    with pytest.raises(InvalidSignature):
+        old.key.public_key().verify(new.endorsement, message + b"x")

@@ -1,0 +1,235 @@
+"""Uplink: signed batches from the outbox to the broker, deleted only on PUBACK.
+
+The paho-mqtt adapter around Batcher (what to seal), Window (how much in flight) and
+Backoff (when to reconnect). One thread runs `run()`; paho's network thread only
+queues what it hears (PUBACKs, server status, connection loss) for that thread.
+
+- MQTT 5, QoS 1, a fixed client id with clean_start=False and a session expiry: the
+  broker keeps the gateway's subscriptions (server status) while it is away.
+- Last Will: `{"state": "offline"}` retained on the status topic; on every connect a
+  retained birth message (gateway id, signing kid, announced keys, node firmware).
+- Each connection is a fresh paho client. When one drops, the batches it had in flight
+  are published again from the outbox on the next connection: paho's own resend queue
+  is never relied on, and never holds more than the window (paho-mqtt issue #377).
+- Records are sealed into batches only while publishing is possible, so what waited out
+  an outage is sealed later, with the backfill flag.
+- While `metrotrace/v1/server/status` says offline, nothing new is published.
+
+Invariant: a batch leaves the outbox only on a successful PUBACK for a publish of it.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .batcher import Batcher
+from .counters import Counters, log_event
+from .outbox import Outbox
+from .window import Backoff, Window
+
+SERVER_STATUS = "metrotrace/v1/server/status"
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class Uplink:
+    def __init__(self, *, host: str, port: int, client_id: str, keepalive: int,
+                 up_topic: str, status_topic: str, alert_topic: str, outbox: Outbox,
+                 batcher: Batcher, counters: Counters, window: int,
+                 birth: Callable[[], dict], clock: Callable[[], int],
+                 status_interval_s: float = 30.0) -> None:
+        self.host, self.port, self.client_id, self.keepalive = host, port, client_id, keepalive
+        self.up_topic, self.status_topic, self.alert_topic = up_topic, status_topic, alert_topic
+        self.outbox, self.batcher, self.counters = outbox, batcher, counters
+        self.window = Window(window)
+        self.backoff = Backoff()
+        self.birth, self.clock = birth, clock
+        self.status_interval_s = status_interval_s
+        self.server_offline = False
+        self.wake = threading.Event()  # set when there is something to do
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._client: mqtt.Client | None = None
+        self._connected = threading.Event()
+        self._generation = 0
+        self._published: set[int] = set()  # batch seqs published by this process
+        self._sealed_here: set[int] = set()
+        self._rebirth = False
+        self._next_status = 0.0
+
+    # -- paho's thread: note and wake -----------------------------------------------
+    def _on_connect(self, client, gen, flags, reason, properties) -> None:
+        if reason.is_failure:
+            log_event("uplink_refused", reason=str(reason))
+            return
+        client.subscribe(SERVER_STATUS, qos=1)
+        client.publish(self.status_topic, json.dumps(self._status()), qos=1, retain=True)
+        self._connected.set()
+        self.wake.set()
+
+    def _on_disconnect(self, client, gen, flags, reason, properties) -> None:
+        self._events.put(("lost", gen, str(reason)))
+        self.wake.set()
+
+    def _on_publish(self, client, gen, mid, reason, properties) -> None:
+        self._events.put(("puback", gen, (mid, reason.is_failure)))
+        self.wake.set()
+
+    def _on_message(self, client, gen, message) -> None:
+        if message.topic == SERVER_STATUS:
+            try:
+                state = json.loads(message.payload)["state"]
+            except (ValueError, KeyError, TypeError):
+                log_event("server_status_malformed", payload=message.payload[:80].hex())
+                return
+            self.server_offline = state == "offline"
+            log_event("server_status", state=state)
+            self.wake.set()
+
+    # -- the uplink thread ------------------------------------------------------------
+    def _connect(self) -> bool:
+        self._generation += 1
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv5, userdata=self._generation)
+        client.will_set(self.status_topic, json.dumps({"state": "offline"}), qos=1,
+                        retain=True)
+        client.max_inflight_messages_set(self.window.size)
+        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_publish, client.on_message = self._on_publish, self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._connected.clear()
+        try:
+            client.connect(self.host, self.port, self.keepalive, clean_start=False,
+                           properties=props)
+        except OSError as e:
+            log_event("uplink_connect_failed", host=self.host, port=self.port, error=str(e))
+            return False
+        client.loop_start()
+        if not self._connected.wait(10):
+            client.loop_stop()
+            return False
+        self._client = client
+        self.backoff.reset()
+        log_event("uplink_connected", host=self.host, port=self.port)
+        return True
+
+    def _drop(self, why: str) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.loop_stop()
+            client.disconnect()
+        self._handle_events()  # PUBACKs that arrived before the loss still count
+        self.window.reset()
+        self._generation += 1
+        self._connected.clear()
+        log_event("uplink_lost", reason=why)
+
+    def _handle_events(self) -> str | None:
+        """Apply the PUBACKs heard so far; return why the connection was lost, if it was."""
+        lost = None
+        while True:
+            try:
+                kind, gen, value = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if gen != self._generation:
+                continue  # from a connection already given up
+            if kind == "lost":
+                lost = value
+                continue
+            mid, failed = value
+            if failed:
+                self.window.refused(mid)
+                self.counters.reject("broker_refused")
+                continue
+            acked = self.window.acked(mid)
+            if acked is not None:
+                self.counters.add("forwarded", self.outbox.delete_batch(acked[0]))
+        self.counters.queued = self.outbox.depth
+        return lost
+
+    def _seal(self, now: int) -> bool:
+        with self.outbox.lock:
+            if not self.batcher.due(self.outbox.pending_count, self.outbox.oldest_pending(),
+                                    now):
+                return False
+            sealed = self.batcher.seal(self.outbox.take_pending(self.batcher.max_records),
+                                       self.outbox.next_batch_seq(), now)
+            self.outbox.sealed(sealed.seq, sealed.envelope, sealed.records, sealed.backfill)
+        self._sealed_here.add(sealed.seq)
+        return True
+
+    def _publish_some(self, now: int) -> None:
+        client = self._client
+        while client is not None and self.window.room() > 0 and not self.server_offline:
+            retry = self.window.take_retry()
+            if retry is not None:
+                batch = self.outbox.batch(retry)
+            else:
+                found = self.outbox.batches_after(self.window.cursor, 1)
+                if not found and self._seal(now):
+                    found = self.outbox.batches_after(self.window.cursor, 1)
+                batch = found[0] if found else None
+            if batch is None:
+                return
+            info = client.publish(self.up_topic, batch.envelope, qos=1)
+            self.window.sent(info.mid, batch.seq, batch.records)
+            if batch.seq in self._published or batch.seq not in self._sealed_here:
+                self.counters.add("resent", batch.records)  # or possibly, after a restart
+            self._published.add(batch.seq)
+            self.counters.add("batches")
+
+    def _status(self) -> dict:
+        return {**self.birth(), "counters": self.counters.snapshot(), "t": self.clock()}
+
+    def rebirth(self) -> None:
+        """The node inventory changed: publish the birth message again."""
+        self._rebirth = True
+        self.wake.set()
+
+    def alert(self, alert: dict) -> None:
+        log_event("alert", **alert)
+        client = self._client
+        if client is not None:
+            client.publish(self.alert_topic, json.dumps(alert), qos=1)
+
+    def step(self) -> float:
+        """One turn of the loop; returns how long to wait for the next."""
+        now = self.clock()
+        if self._client is None and not self._connect():
+            return self.backoff.delay()
+        why = self._handle_events()
+        if why is not None:
+            self._drop(why)
+            return self.backoff.delay()
+        self._publish_some(now)
+        if self._rebirth or time.monotonic() >= self._next_status:
+            self._rebirth = False
+            self._next_status = time.monotonic() + self.status_interval_s
+            status = self._status()
+            if self._client is not None:
+                self._client.publish(self.status_topic, json.dumps(status), qos=1, retain=True)
+            log_event("counters", **status["counters"])
+        pending = self.outbox.pending_count
+        return 0.005 if pending else max(0.005, self.batcher.window_ms / 1000)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            delay = self.step()
+            self.wake.wait(delay)
+            self.wake.clear()
+        client, self._client = self._client, None
+        if client is not None:
+            self._handle_events()
+            # A clean disconnect sends no Last Will: say offline ourselves.
+            client.publish(self.status_topic, json.dumps({"state": "offline"}), qos=1,
+                           retain=True).wait_for_publish(2)
+            client.loop_stop()
+            client.disconnect()
