@@ -1,0 +1,191 @@
+"""Drift benchmark: the numba kernel over N check readings of M instruments.
+
+Measured in the same run, on the same columnar input (t, indication, reference: int64):
+  * the memory-bandwidth baseline: one numpy reduction (sum) over each input array;
+  * the numba kernel (kernels.scan, known sigma, in place) on 1 and 2 threads;
+  * a pure-numpy implementation of the same detectors (vectorised across instruments,
+    a Python loop over the readings of an instrument), checked to give the same counts;
+  * river's PageHinkley and ADWIN, one value at a time, on a sample.
+Peak memory: tracemalloc's peak while the kernel runs (state included) plus the inputs,
+over the inputs. Last line: one JSON object. `--quick`: 10^6 readings (CI smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import tracemalloc
+
+import numba
+import numpy as np
+
+from metrotrace.server.metrology import kernels, tables
+from metrotrace.server.metrology import state as S
+from metrotrace.server.metrology.mpe import Instrument
+
+INST = Instrument("bench", "oiml-r76", "III", "g", 1)
+SIGMA = 2.0
+DAY = 86_400_000
+
+
+def generate(n: int, m: int, seed: int):
+    per = n // m
+    rng = np.random.default_rng(seed)
+    t = np.empty(n, np.int64)
+    ind = np.empty(n, np.int64)
+    ref = np.empty(n, np.int64)
+    loads = np.array([2000, 5000, 10000], dtype=np.int64)
+    drifting = rng.random(m) < 0.01
+    step = max(1, 10_000_000 // per) * per
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        k = np.arange(lo, hi) % per
+        t[lo:hi] = 1_700_000_000_000 + k * DAY
+        ref[lo:hi] = loads[rng.integers(0, 3, hi - lo)]
+        drift = np.where(drifting[np.arange(lo, hi) // per], k * 0.05, 0.0)
+        ind[lo:hi] = ref[lo:hi] + np.round(rng.normal(0, SIGMA, hi - lo) + drift).astype(np.int64)
+    return np.arange(0, n + 1, per, dtype=np.int64), t, ind, ref
+
+
+def bandwidth(arrays) -> float:
+    best = np.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        for a in arrays:
+            np.add.reduce(a)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def numpy_detectors(spec, offsets, t, ind, ref, params):
+    """The kernel's detectors with numpy: loop over reading k, vectorised across instruments."""
+    m = len(offsets) - 1
+    per = len(t) // m
+    T, IND, R = t.reshape(m, per), ind.reshape(m, per), ref.reshape(m, per)
+    pr = spec.profiles
+    upper, fixed_q, coef, at_q = (a[pr.start[0]:pr.start[1]] for a in
+                                  (pr.upper, pr.fixed_q, pr.coef, pr.at_q))
+    k_, h, lam, limit, gamma = params.vector()[:5]
+    hi = np.zeros(m)
+    lo = np.zeros(m)
+    ew = np.zeros(m)
+    n_out = np.zeros(m)
+    n_warn = np.zeros(m)
+    n_cusum = np.zeros(m)
+    n_ewma = np.zeros(m)
+    sums = np.zeros((7, m))
+    t0 = T[:, 0].astype(np.float64)
+    for k in range(per):
+        load = R[:, k]
+        err = IND[:, k] - load
+        band = np.searchsorted(upper, np.abs(load))
+        mq = np.maximum(pr.emin_q[0], fixed_q[band] + np.maximum(coef[band] * np.abs(load),
+                                                                 at_q[band]))
+        scaled = np.abs(err) * 20_000
+        n_out += scaled > mq
+        n_warn += scaled * 5 > mq * 4
+        z = err / SIGMA
+        hi = np.maximum(0.0, hi + z - k_)
+        lo = np.maximum(0.0, lo - z - k_)
+        fired = (hi > h) | (lo > h)
+        n_cusum += fired
+        hi[fired] = 0.0
+        lo[fired] = 0.0
+        ew = (1 - lam) * ew + lam * z
+        fired = np.abs(ew) > limit
+        n_ewma += fired
+        ew[fired] = 0.0
+        td = (T[:, k] - t0) / DAY
+        r = err * 20_000 / mq
+        for row, v in enumerate((1.0, td, r, td * td, td * r, r * r)):
+            sums[row] = gamma * sums[row] + v
+        sums[6] = gamma * gamma * sums[6] + 1
+    return {"out": n_out.sum(), "warn": n_warn.sum(), "cusum": n_cusum.sum(),
+            "ewma": n_ewma.sum()}
+
+
+def river_rate(sample: np.ndarray) -> dict:
+    from river import drift
+
+    out = {}
+    for name, detector in (("PageHinkley", drift.PageHinkley()), ("ADWIN", drift.ADWIN())):
+        values = sample.tolist()
+        start = time.perf_counter()
+        for v in values:
+            detector.update(v)
+        out[name] = len(values) / (time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10^6 readings (CI smoke run)")
+    parser.add_argument("--readings", type=int, default=None)
+    parser.add_argument("--instruments", type=int, default=None)
+    parser.add_argument("--skip-numpy", action="store_true", help="no pure-numpy comparison")
+    args = parser.parse_args()
+    n = args.readings or (1_000_000 if args.quick else 100_000_000)
+    m = args.instruments or (10_000 if args.quick else 1_000_000)
+    offsets, t, ind, ref = generate(n, m, 1)
+    arrays = (t, ind, ref)
+    input_bytes = sum(a.nbytes for a in arrays)
+    spec = kernels.FleetSpec.build([INST] * m, tables.load())
+    params = kernels.Params()
+    checks = kernels.Checks(offsets, t, ind, ref)
+
+    def fresh():
+        return S.new(m, 0, mu0=np.zeros(m), sigma=np.full(m, SIGMA))
+
+    warm = kernels.FleetSpec.build([INST], tables.load())
+    kernels.scan(warm, kernels.Checks(offsets[:2] * 0, t[:0], ind[:0], ref[:0]),
+                 S.new(1, 0, mu0=[0.0], sigma=[SIGMA]), params)  # compile or load the cache
+    base_s = bandwidth(arrays)
+    print(f"input {input_bytes / 1e9:.2f} GB, {n:,} readings, {m:,} instruments")
+    print(f"bandwidth baseline (numpy sums): {base_s:.3f} s = "
+          f"{input_bytes / base_s / 1e9:.1f} GB/s")
+    timings = {}
+    for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+        numba.set_num_threads(threads)
+        best = np.inf
+        for _ in range(2):
+            state = fresh()
+            start = time.perf_counter()
+            state = kernels.scan(spec, checks, state, params, in_place=True)
+            best = min(best, time.perf_counter() - start)
+        timings[threads] = best
+        print(f"numba kernel, {threads} thread(s): {best:.3f} s = "
+              f"{n / best / 1e6:.0f} M readings/s")
+    kernel_s = min(timings.values())
+    tracemalloc.start()
+    state = kernels.scan(spec, checks, fresh(), params, in_place=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    v = state.values
+    counts = {"out": v[:, S.N_OUT].sum(), "warn": v[:, S.N_WARN].sum(),
+              "cusum": v[:, S.N_CUSUM].sum(), "ewma": v[:, S.N_EWMA].sum()}
+    result = {"readings": n, "instruments": m, "input_bytes": input_bytes,
+              "bandwidth_baseline_s": round(base_s, 4),
+              "kernel_s_1_thread": round(timings[1], 4),
+              "kernel_s_2_threads": round(timings.get(2, timings[1]), 4),
+              "readings_per_s": round(n / kernel_s),
+              "ratio_to_bandwidth_baseline": round(kernel_s / base_s, 3),
+              "peak_memory_ratio": round((input_bytes + peak) / input_bytes, 3)}
+    if not args.skip_numpy:
+        start = time.perf_counter()
+        got = numpy_detectors(spec, offsets, t, ind, ref, params)
+        numpy_s = time.perf_counter() - start
+        print(f"pure numpy: {numpy_s:.3f} s = {n / numpy_s / 1e6:.1f} M readings/s")
+        result["numpy_agrees"] = all(got[key] == counts[key] for key in counts)
+        result["speedup_vs_numpy"] = round(numpy_s / kernel_s, 1)
+    sample = ((ind[:200_000] - ref[:200_000]) / SIGMA).astype(np.float64)
+    rates = river_rate(sample)
+    print("river per value: " + ", ".join(f"{k} {v / 1e6:.2f} M/s" for k, v in rates.items()))
+    result["speedup_vs_river"] = round((n / kernel_s) / rates["PageHinkley"], 1)
+    result["speedup_vs_river_adwin"] = round((n / kernel_s) / rates["ADWIN"], 1)
+    result["alarms"] = {k: int(c) for k, c in counts.items()}
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

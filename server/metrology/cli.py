@@ -1,0 +1,65 @@
+"""`metrotrace drift analyze`: the fleet report from a registry and a readings file.
+
+Registration imports nothing heavy (numba, pyarrow load only when the command runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from metrotrace.server.metrology import MetrologyError, analysis
+
+    now = args.now if args.now is not None else int(time.time() * 1000)
+    err = Console(stderr=True)
+    try:
+        with Progress(console=err, transient=True, disable=args.no_progress) as progress:
+            task = progress.add_task("analysing", total=args.batches)
+            report = analysis.analyze(args.registry, args.readings, now,
+                                      tables_dir=args.tables, batches=args.batches,
+                                      on_batch=lambda done, _: progress.update(task,
+                                                                               completed=done))
+    except MetrologyError as exc:
+        err.print(f"[red]drift analyze: {exc}[/red]")
+        return 2
+    shown = [r for r in report if args.all or r["state"] != "ok"]
+    if args.json:
+        json.dump({"now_ms": now, "instruments": len(report), "report": shown}, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    table = Table(title=f"{len(shown)} of {len(report)} instruments")
+    for name in ("instrument", "state", "first alarm", "last r", "crossing (days)"):
+        table.add_column(name)
+    for r in shown:
+        first = r["first_alarm_ms"]
+        cross = r["crossing_ms"]
+        table.add_row(r["instrument"], r["state"],
+                      time.strftime("%Y-%m-%d", time.gmtime(first / 1000)) if first else "",
+                      "" if r["last_r"] is None else f"{r['last_r']:+.2f}",
+                      "" if cross is None else f"{(cross - now) / 86_400_000:+.0f}")
+    Console().print(table)
+    return 0
+
+
+def register(subparsers) -> None:
+    drift = subparsers.add_parser("drift", help="metrology: tolerance and drift of instruments")
+    sub = drift.add_subparsers(dest="drift_command", required=True)
+    p = sub.add_parser("analyze", help="fleet report: ok / warning / drifting / "
+                       "out_of_tolerance / overdue_verification per instrument")
+    p.add_argument("registry", help="registry file (CSV or Parquet), see docs/metrology.md")
+    p.add_argument("readings", help="readings file (CSV or Parquet), see docs/metrology.md")
+    p.add_argument("--now", type=int, default=None, help="UTC ms to report at (default: now)")
+    p.add_argument("--tables", default=None, help="folder of MPE tables (default: built-in)")
+    p.add_argument("--batches", type=int, default=10, help="time slices fed to the kernels")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument("--all", action="store_true", help="list instruments that are ok too")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_analyze)

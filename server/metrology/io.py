@@ -1,0 +1,130 @@
+"""Readers for the drift engine's column contract (CSV or Parquet; docs/metrology.md).
+
+Invariant: what leaves this module is columnar — numpy int64 arrays grouped by
+instrument in CSR form, in time order — plus the registry as a list of Instrument; a row
+that breaks the contract raises InputError naming the column (and the row where it helps).
+
+Registry columns: instrument, table, class, unit, e, [mmq], [line], [verified_ms], [due_ms]
+Reading columns:  instrument, t, kind (check | zero | dispense), [indication], [reference],
+                  [raw], [volume], [pulses], [kfactor]
+The store (server/store) exports the same columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metrotrace.server.metrology.errors import InputError
+from metrotrace.server.metrology.mpe import Instrument
+
+REGISTRY_COLUMNS = ("instrument", "table", "class", "unit", "e")
+READING_COLUMNS = ("instrument", "t", "kind")
+KIND_COLUMNS = {"check": ("indication", "reference"), "zero": ("indication",),
+                "dispense": ("volume", "pulses", "kfactor")}
+
+
+def read_table(path: Path | str):
+    """A CSV or Parquet file -> pyarrow Table (by suffix: .parquet / .pq, else CSV)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"path: no such file {path}")
+    if path.suffix in (".parquet", ".pq"):
+        return pq.read_table(path)
+    strings = {"instrument": "string", "table": "string", "class": "string", "kind": "string",
+               "unit": "string", "line": "string"}
+    import pyarrow as pa
+
+    opts = pacsv.ConvertOptions(column_types={k: pa.string() for k in strings})
+    return pacsv.read_csv(path, convert_options=opts)
+
+
+def _need(table, names, what: str) -> None:
+    for name in names:
+        if name not in table.column_names:
+            raise InputError(f"{name}: missing column in the {what} file")
+
+
+def _ints(table, name: str, mask=None, default=None) -> np.ndarray:
+    if name not in table.column_names:
+        if default is None:
+            raise InputError(f"{name}: missing column")
+        return np.full(table.num_rows if mask is None else int(mask.sum()), default, np.int64)
+    col = table.column(name)
+    import pyarrow.types as pat
+
+    if not (pat.is_integer(col.type) or pat.is_null(col.type)):
+        raise InputError(f"{name}: expected integers, got {col.type}")
+    values = col.to_numpy(zero_copy_only=False)
+    if mask is not None:
+        values = values[mask]
+    if default is None and (np.asarray(values).dtype == object or np.isnan(
+            np.asarray(values, dtype=np.float64)).any()):
+        raise InputError(f"{name}: empty value in a row that needs one")
+    values = np.asarray(values, dtype=np.float64 if default is not None else None)
+    if default is not None:
+        values = np.where(np.isnan(values), default, values)
+    return values.astype(np.int64)
+
+
+def registry(path: Path | str) -> tuple[list[Instrument], np.ndarray, np.ndarray]:
+    """Registry file -> (instruments, verified_ms, due_ms (NaN: none))."""
+    t = read_table(path)
+    _need(t, REGISTRY_COLUMNS, "registry")
+    cols = {name: t.column(name).to_pylist() for name in t.column_names}
+    e = _ints(t, "e")
+    mmq = _ints(t, "mmq", default=0)
+    lines = cols.get("line") or ["A"] * t.num_rows
+    instruments = [Instrument(str(cols["instrument"][i]), str(cols["table"][i]),
+                              str(cols["class"][i]), str(cols["unit"][i]), int(e[i]),
+                              int(mmq[i]) or None, str(lines[i] or "A"))
+                   for i in range(t.num_rows)]
+    if len({inst.id for inst in instruments}) != len(instruments):
+        raise InputError("instrument: duplicate id in the registry")
+    verified = _ints(t, "verified_ms", default=0)
+    due = np.asarray(t.column("due_ms").to_numpy(zero_copy_only=False), dtype=np.float64) \
+        if "due_ms" in t.column_names else np.full(t.num_rows, np.nan)
+    return instruments, verified, due
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """Readings of one kind grouped by registry index: offsets (CSR) and int64 columns."""
+
+    offsets: np.ndarray
+    columns: dict[str, np.ndarray]
+
+
+def readings(path: Path | str, ids: list[str]) -> dict[str, Grouped]:
+    """Readings file -> {kind: Grouped}, rows sorted by (instrument, t)."""
+    t = read_table(path)
+    _need(t, READING_COLUMNS, "readings")
+    index = {ident: i for i, ident in enumerate(ids)}
+    names = np.asarray(t.column("instrument").to_pylist(), dtype=object)
+    inst = np.fromiter((index.get(x, -1) for x in names), dtype=np.int64, count=len(names))
+    if np.any(inst < 0):
+        row = int(np.argmax(inst < 0))
+        raise InputError(f"instrument: {names[row]!r} is not in the registry (row {row})")
+    kinds = np.asarray(t.column("kind").to_pylist(), dtype=object)
+    unknown = ~np.isin(kinds, list(KIND_COLUMNS))
+    if np.any(unknown):
+        row = int(np.argmax(unknown))
+        raise InputError(f"kind: {kinds[row]!r} is not check, zero or dispense (row {row})")
+    times = _ints(t, "t")
+    out = {}
+    for kind, needed in KIND_COLUMNS.items():
+        mask = kinds == kind
+        cols = {name: _ints(t, name, mask) for name in needed}
+        if kind != "dispense":
+            cols["raw"] = _ints(t, "raw", mask, default=np.iinfo(np.int64).min)
+        order = np.lexsort((times[mask], inst[mask]))
+        cols = {name: col[order] for name, col in cols.items()}
+        cols["t"] = times[mask][order]
+        counts = np.bincount(inst[mask], minlength=len(ids))
+        out[kind] = Grouped(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), cols)
+    return out
