@@ -16,6 +16,7 @@ from pathlib import Path
 # Modules with a `register(subparsers)` function, one per area.
 REGISTRARS: list[str] = [
     "metrotrace.gateway.cli",
+    "metrotrace.server.cli",
     "metrotrace.server.metrology.cli",
 ]
 

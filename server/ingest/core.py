@@ -1,0 +1,180 @@
+"""The ingest decision, sans-IO: (topic, payload bytes, receive time) -> stored or rejected.
+
+Order of checks, each failure a reject with its reason (see the package docstring):
+topic -> envelope (size, CBOR, alg, kid, Ed25519 signature over the bytes received, with
+the topic as external AAD) -> key may sign for this gateway at the batch's time -> every
+node tag on the record bytes as received -> store idempotently on (node, seq) -> forged
+duplicates rejected and raised as alerts.
+
+Invariant: `handle` never raises on any input bytes or topic; it returns an Outcome, and
+every message that is not stored whole leaves a row in the rejects table. The store is
+the only thing it talks to (injected); time is a parameter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from metrotrace.gateway import envelope as cose
+
+from ..registry.keys import KeyRing
+from ..store.rows import AlertRow, EnvelopeRow, RecordRow, RejectRow, Store
+from . import RecordError
+from .columns import decode_many
+
+TOPIC_PREFIX = "metrotrace/v1/gw/"
+TOPIC_SUFFIX = "/up"
+SHARED_SUBSCRIPTION = "$share/metrotrace/metrotrace/v1/gw/+/up"
+MAX_FUTURE_MS = 10 * 60 * 1000  # a live batch stamped further ahead than this is refused
+MAX_REJECT_BYTES = 64 * 1024  # what a reject row keeps of an oversize payload
+RELOAD_MS = 2000  # at most one registry reload per this interval, on an unknown key/node
+
+STORED = "stored"
+REJECTED = "rejected"
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, detail: str, gateway: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.detail, self.gateway = reason, detail, gateway
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # STORED or REJECTED
+    reason: str | None = None
+    detail: str = ""
+    gateway: str | None = None
+    inserted: int = 0
+    duplicates: int = 0
+    record_rejects: tuple[RejectRow, ...] = ()
+    alerts: tuple[AlertRow, ...] = ()
+
+
+def gateway_of(topic: str) -> str | None:
+    """`metrotrace/v1/gw/{gateway}/up` -> gateway, else None."""
+    if not (topic.startswith(TOPIC_PREFIX) and topic.endswith(TOPIC_SUFFIX)):
+        return None
+    gateway = topic[len(TOPIC_PREFIX):-len(TOPIC_SUFFIX)]
+    return gateway if gateway and "/" not in gateway and "+" not in gateway else None
+
+
+class Ingest:
+    def __init__(self, store: Store, max_future_ms: int = MAX_FUTURE_MS) -> None:
+        self.store = store
+        self.max_future_ms = max_future_ms
+        self.counts: Counter[str] = Counter()
+        self.keyring = KeyRing(store.registry())
+        self._loaded_at: int | None = None
+        # Called with the records of each stored batch (e.g. the InfluxDB exporter); a
+        # listener must return at once: ingest does not wait for anything downstream.
+        self.listeners: list[Callable[[list[RecordRow]], None]] = []
+
+    def reload(self, now: int | None = None) -> None:
+        """Re-read the registry from the store (new keys, revocations, nodes)."""
+        self.keyring = KeyRing(self.store.registry())
+        self._loaded_at = now
+
+    def _maybe_reload(self, now: int) -> bool:
+        if self._loaded_at is not None and now - self._loaded_at < RELOAD_MS:
+            return False
+        self.reload(now)
+        return True
+
+    def handle(self, topic: str, payload: bytes, received: int) -> Outcome:
+        try:
+            outcome = self._handle(topic, payload, received)
+        except _Refused as r:
+            kept = payload if len(payload) <= MAX_REJECT_BYTES else payload[:MAX_REJECT_BYTES]
+            self.store.add_reject(RejectRow(received, r.reason, r.detail, topic, r.gateway,
+                                            data=kept))
+            outcome = Outcome(REJECTED, r.reason, r.detail, r.gateway)
+        self.counts[outcome.reason or outcome.status] += 1
+        return outcome
+
+    def _public_key(self, received: int) -> Callable:
+        def lookup(kid: bytes):  # returns Ed25519PublicKey | None, as open_envelope asks
+            key = self.keyring.public_key(kid)
+            if key is None and self._maybe_reload(received):
+                key = self.keyring.public_key(kid)
+            return key
+
+        return lookup
+
+    def _handle(self, topic: str, payload: bytes, received: int) -> Outcome:
+        gateway = gateway_of(topic)
+        if gateway is None:
+            raise _Refused("bad_topic", f"topic: not {TOPIC_PREFIX}{{gateway}}{TOPIC_SUFFIX}")
+        try:
+            opened = cose.open_envelope(payload, topic, self._public_key(received))
+        except cose.EnvelopeError as e:
+            raise _Refused(e.reason, e.detail, gateway) from None
+        batch = opened.batch
+        if batch.gateway != gateway:
+            raise _Refused("gateway_mismatch",
+                           f"gateway: batch names {batch.gateway!r}, topic {gateway!r}", gateway)
+        refusal = self.keyring.keys[opened.kid].refuses(gateway, batch.created)
+        if refusal:
+            raise _Refused(refusal, f"kid {opened.kid.hex()} at created={batch.created}",
+                           gateway)
+        if not batch.backfill and batch.created > received + self.max_future_ms:
+            raise _Refused("future_batch", f"created: {batch.created} is after {received}",
+                           gateway)
+        rows, record_rejects = self._check_records(batch, topic, received)
+        env = EnvelopeRow(hashlib.sha256(payload).digest(), gateway, opened.kid, batch.seq,
+                          batch.created, received, topic, batch.backfill, len(batch.records),
+                          payload)
+        result = self.store.store_batch(env, rows)
+        if result.envelope_id is None:
+            raise _Refused("replay", f"envelope {env.digest.hex()[:16]} already stored", gateway)
+        for listener in self.listeners:
+            listener(rows)
+        alerts = []
+        by_key = {(r.node, r.seq): r for r in rows}
+        for node, seq in result.forgeries:
+            row = by_key[(node, seq)]
+            record_rejects.append(RejectRow(received, "forgery",
+                                            f"(node {node.hex()}, seq {seq}) stored with other "
+                                            "bytes", topic, gateway, node, seq,
+                                            row.record + row.tag))
+            alert = AlertRow(received, self.keyring.site_of(gateway), "forgery",
+                             {"node": node.hex(), "seq": seq, "gateway": gateway,
+                              "envelope_id": result.envelope_id}, gateway, node, seq, row.inst)
+            alerts.append(AlertRow(**{**alert.__dict__, "id": self.store.add_alert(alert)}))
+        for reject in record_rejects:
+            self.store.add_reject(reject)
+            self.counts[reject.reason] += 1
+        return Outcome(STORED, None, "", gateway, result.inserted, result.duplicates,
+                       tuple(record_rejects), tuple(alerts))
+
+    def _check_records(self, batch: cose.Batch, topic: str,
+                       received: int) -> tuple[list[RecordRow], list[RejectRow]]:
+        rows: list[RecordRow] = []
+        rejects: list[RejectRow] = []
+        nodes = self.keyring.nodes
+        gateway = batch.gateway
+        for (data, tag), row in zip(batch.records, decode_many(batch.records), strict=True):
+            if isinstance(row, RecordError):
+                rejects.append(RejectRow(received, "bad_record", str(row), topic, gateway,
+                                         data=data + tag))
+                continue
+            key = nodes.get(row.node)
+            if key is None and self._maybe_reload(received):
+                nodes = self.keyring.nodes
+                key = nodes.get(row.node)
+            if key is None:
+                rejects.append(RejectRow(received, "unknown_node", f"node {row.node.hex()}",
+                                         topic, gateway, row.node, row.seq, data + tag))
+            elif not hmac.compare_digest(hmac.digest(key, data, "sha256"), tag):
+                rejects.append(RejectRow(received, "bad_tag",
+                                         f"tag: does not match (node {row.node.hex()}, "
+                                         f"seq {row.seq})", topic, gateway, row.node, row.seq,
+                                         data + tag))
+            else:
+                rows.append(row)
+        return rows, rejects
+

@@ -1,0 +1,168 @@
+"""The MQTT adapter around the ingest core: one worker process of N on a shared subscription.
+
+Invariant: a message is acknowledged (PUBACK) only after its outcome is committed to the
+store, so a worker that dies or loses its database mid-message leaves it with the broker,
+which delivers it again (the store makes the second delivery harmless). A message the core
+cannot judge because of a bug is rejected as `internal` and acknowledged, so it cannot jam
+the queue; the worker keeps running either way.
+
+Topics (docs/server.md): subscribes `$share/metrotrace/metrotrace/v1/gw/+/up` (QoS 1);
+publishes `metrotrace/v1/server/status` retained {"state": "online"} (heartbeat, so one
+worker's Last Will "offline" does not hide the others for long) and alerts on
+`metrotrace/v1/alerts/{site}` (QoS 1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ..store import open_store
+from ..store.rows import AlertRow, RejectRow
+from .core import SHARED_SUBSCRIPTION, Ingest
+
+STATUS_TOPIC = "metrotrace/v1/server/status"
+ALERT_TOPIC = "metrotrace/v1/alerts/{site}"
+ONLINE = json.dumps({"state": "online"})
+OFFLINE = json.dumps({"state": "offline"})
+
+log = logging.getLogger("metrotrace.server.ingest")
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [sqlite3.Error]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:  # the PostgreSQL driver is optional on an embedded install
+        pass
+    return tuple(errors)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def alert_json(alert: AlertRow) -> str:
+    return json.dumps({"id": alert.id, "t": alert.t, "site": alert.site, "kind": alert.kind,
+                       "gateway": alert.gateway, "node": alert.node.hex() if alert.node else None,
+                       "seq": alert.seq, "instrument": alert.instrument,
+                       "detail": alert.detail}, sort_keys=True)
+
+
+@dataclass
+class BrokerConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None  # CA file: connect with TLS and check the broker's certificate
+    session_expiry_s: int = 86_400  # queued messages survive a worker restart this long
+
+
+class Worker:
+    def __init__(self, store_url: str, broker: BrokerConfig, client_id: str,
+                 heartbeat_s: float = 10.0) -> None:
+        self.store_url, self.broker, self.client_id = store_url, broker, client_id
+        self.heartbeat_s = heartbeat_s
+        self.counts: Counter[str] = Counter()
+        self._db_errors = _db_errors()
+        self._store_failed = threading.Event()
+        self.store = open_store(store_url)
+        self.ingest = Ingest(self.store)
+        self.client = self._client()
+
+    def _client(self) -> mqtt.Client:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if self.broker.username:
+            client.username_pw_set(self.broker.username, self.broker.password)
+        if self.broker.tls_ca:
+            client.tls_set(ca_certs=self.broker.tls_ca)
+        client.will_set(STATUS_TOPIC, OFFLINE, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(1, 30)
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        client.subscribe(SHARED_SUBSCRIPTION, qos=1)
+        client.publish(STATUS_TOPIC, ONLINE, qos=1, retain=True)
+        log.info("%s connected to %s:%d", self.client_id, self.broker.host, self.broker.port)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            outcome = self.ingest.handle(msg.topic, msg.payload, now_ms())
+        except self._db_errors as e:
+            # Not acknowledged: the broker delivers it again once the store is back.
+            log.error("store failed, message left with the broker: %s", e)
+            self.counts["store_error"] += 1
+            self._store_failed.set()
+            return
+        except Exception as e:  # outermost loop of the worker: a bug must not stop ingest
+            log.exception("ingest failed on a message from %s", msg.topic)
+            self.counts["internal"] += 1
+            self.store.add_reject(RejectRow(now_ms(), "internal", repr(e)[:500], msg.topic,
+                                            data=msg.payload[:65536]))
+            client.ack(msg.mid, msg.qos)
+            return
+        self.counts[outcome.reason or outcome.status] += 1
+        self.counts["records"] += outcome.inserted
+        for alert in outcome.alerts:
+            client.publish(ALERT_TOPIC.format(site=alert.site), alert_json(alert), qos=1)
+        client.ack(msg.mid, msg.qos)
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set; then say offline and disconnect cleanly."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.broker.session_expiry_s
+        self.client.connect(self.broker.host, self.broker.port, keepalive=30, clean_start=False,
+                            properties=props)
+        self.client.loop_start()
+        try:
+            while not stop.wait(self.heartbeat_s if not self._store_failed.is_set() else 0):
+                if self._store_failed.is_set():
+                    self._recover_store(stop)
+                elif self.client.is_connected():
+                    self.client.publish(STATUS_TOPIC, ONLINE, qos=1, retain=True)
+        finally:
+            self.client.publish(STATUS_TOPIC, OFFLINE, qos=1, retain=True).wait_for_publish(5)
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.store.close()
+
+    def _recover_store(self, stop: threading.Event) -> None:
+        """Drop the connection (unacknowledged messages return), reopen the store, go on."""
+        self.client.disconnect()
+        self.client.loop_stop()
+        while not stop.is_set():
+            try:
+                self.store.close()
+                self.store = open_store(self.store_url)
+                listeners = self.ingest.listeners
+                self.ingest = Ingest(self.store)
+                self.ingest.listeners = listeners
+                break
+            except self._db_errors as e:
+                log.error("store still unavailable: %s", e)
+                stop.wait(5)
+        self._store_failed.clear()
+        self.client = self._client()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.broker.session_expiry_s
+        self.client.connect(self.broker.host, self.broker.port, keepalive=30, clean_start=False,
+                            properties=props)
+        self.client.loop_start()

@@ -1,0 +1,264 @@
+"""The SQL both backends share; a backend supplies its connection and three quirks.
+
+Invariant: every write is one transaction; `store_batch` keeps the envelope and all its new
+records or nothing, and never overwrites a stored record. Statements are written once with
+`?` placeholders; a backend that wants `%s` translates them in `_q`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from . import schema
+from .rows import (
+    RECORD_COLUMNS,
+    AlertRow,
+    BatchResult,
+    EnvelopeRow,
+    GatewayKeyRow,
+    GatewayRow,
+    InstrumentRow,
+    NodeRow,
+    RecordRow,
+    RejectRow,
+    SiteRow,
+)
+
+TABLES = ("envelopes", "records", "rejects", "alerts", "sites", "gateways", "gateway_keys",
+          "nodes", "instruments")
+_REGISTRY = {  # row type -> (table, primary key, columns)
+    SiteRow: ("sites", "id", ("id", "name")),
+    GatewayRow: ("gateways", "id", ("id", "site")),
+    GatewayKeyRow: ("gateway_keys", "kid",
+                    ("kid", "gateway", "public_key", "valid_from", "revoked_at")),
+    NodeRow: ("nodes", "id", ("id", "gateway", "key")),
+    InstrumentRow: ("instruments", "id",
+                    ("id", "site", "node", "type", "accuracy_class", "max", "min", "e", "unit",
+                     "verified_on", "verification_due", "status")),
+}
+_RECORD_INSERT = (f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}, envelope_id) "
+                  f"VALUES ({', '.join('?' * (len(RECORD_COLUMNS) + 1))}) "
+                  "ON CONFLICT (node, seq) DO NOTHING")
+_ENVELOPE_INSERT = ("INSERT INTO envelopes (digest, gateway, kid, batch_seq, created, received, "
+                    "topic, backfill, n_records, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (digest) DO NOTHING RETURNING id")
+_ENVELOPE_COLUMNS = "id, digest, gateway, kid, batch_seq, created, received, topic, backfill, " \
+                    "n_records, data"
+
+
+class SqlStore:
+    """Shared implementation; subclasses set `dialect` and implement the hooks below."""
+
+    dialect = ""
+    url = ""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # one connection, used by one thread at a time
+
+    # -- hooks -------------------------------------------------------------------------
+    def _q(self, sql: str) -> str:
+        return sql
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """A cursor inside one write transaction: commit on success, roll back on error."""
+        raise NotImplementedError
+        yield
+
+    def _insert_records(self, cur: Any, rows: list[tuple]) -> int:
+        """Insert rows (ON CONFLICT DO NOTHING); return how many were new."""
+        raise NotImplementedError
+
+    def _cursor(self) -> Any:
+        raise NotImplementedError
+
+    # -- schema --------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        from . import SchemaError
+
+        with self._tx() as cur:
+            self._lock_schema(cur)
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                        "(version INTEGER PRIMARY KEY, description TEXT NOT NULL)")
+            cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            current = cur.fetchone()[0]
+            if current > schema.LATEST:
+                raise SchemaError(f"schema version {current} is newer than this code "
+                                  f"({schema.LATEST}): upgrade metrotrace")
+            for version, description, _ in schema.MIGRATIONS:
+                if version > current:
+                    for statement in schema.statements(self.dialect, version):
+                        cur.execute(statement)
+                    cur.execute(self._q("INSERT INTO schema_version VALUES (?, ?)"),
+                                (version, description))
+
+    def _lock_schema(self, cur: Any) -> None:
+        """Serialise concurrent migrations (two workers starting at once)."""
+
+    def schema_version(self) -> int:
+        with self._lock:
+            cur = self._cursor()
+            cur.execute("SELECT MAX(version) FROM schema_version")
+            return cur.fetchone()[0]
+
+    # -- ingest --------------------------------------------------------------------------
+    def store_batch(self, envelope: EnvelopeRow, records: Sequence[RecordRow]) -> BatchResult:
+        e = envelope
+        with self._lock, self._tx() as cur:
+            cur.execute(self._q(_ENVELOPE_INSERT),
+                        (e.digest, e.gateway, e.kid, e.batch_seq, e.created, e.received,
+                         e.topic, int(e.backfill), e.n_records, e.data))
+            got = cur.fetchone()
+            if got is None:
+                return BatchResult(None)
+            envelope_id = got[0]
+            # Key order avoids lock-order deadlocks between workers on PostgreSQL.
+            ordered = sorted(records, key=lambda r: (r.node, r.seq))
+            inserted = self._insert_records(cur, [(*r, envelope_id) for r in ordered])
+            if inserted == len(ordered):
+                return BatchResult(envelope_id, inserted)
+            lookup = self._q("SELECT record FROM records WHERE node = ? AND seq = ?")
+            forgeries = []
+            for r in ordered:
+                cur.execute(lookup, (r.node, r.seq))
+                if bytes(cur.fetchone()[0]) != r.record:
+                    forgeries.append((r.node, r.seq))
+            duplicates = len(ordered) - inserted - len(forgeries)
+            return BatchResult(envelope_id, inserted, duplicates, tuple(forgeries))
+
+    def add_reject(self, reject: RejectRow) -> None:
+        r = reject
+        with self._lock, self._tx() as cur:
+            cur.execute(self._q("INSERT INTO rejects (received, reason, detail, topic, gateway, "
+                                "node, seq, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                        (r.received, r.reason, r.detail, r.topic, r.gateway, r.node, r.seq,
+                         r.data))
+
+    def add_alert(self, alert: AlertRow) -> int:
+        a = alert
+        with self._lock, self._tx() as cur:
+            cur.execute(self._q("INSERT INTO alerts (t, site, kind, detail, gateway, node, seq, "
+                                "instrument) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"),
+                        (a.t, a.site, a.kind, json.dumps(a.detail, sort_keys=True), a.gateway,
+                         a.node, a.seq, a.instrument))
+            return cur.fetchone()[0]
+
+    # -- registry ------------------------------------------------------------------------
+    def put(self, row: SiteRow | GatewayRow | GatewayKeyRow | NodeRow | InstrumentRow) -> None:
+        table, pk, columns = _REGISTRY[type(row)]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != pk)
+        sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))}) "
+               f"ON CONFLICT ({pk}) DO UPDATE SET {updates}")
+        with self._lock, self._tx() as cur:
+            cur.execute(self._q(sql), tuple(getattr(row, c) for c in columns))
+
+    def registry(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        names = {SiteRow: "sites", GatewayRow: "gateways", GatewayKeyRow: "keys",
+                 NodeRow: "nodes", InstrumentRow: "instruments"}
+        with self._lock:
+            cur = self._cursor()
+            for row_type, (table, pk, columns) in _REGISTRY.items():
+                cur.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {pk}")
+                out[names[row_type]] = [row_type(*_plain(r)) for r in cur.fetchall()]
+        return out
+
+    # -- queries -------------------------------------------------------------------------
+    def records(self, *, instrument: str | None = None, node: bytes | None = None,
+                kinds: Sequence[int] = (), t0: int | None = None, t1: int | None = None,
+                limit: int = 1000) -> list[RecordRow]:
+        where, args = [], []
+        for column, op, value in (("inst", "=", instrument), ("node", "=", node),
+                                  ("t", ">=", t0), ("t", "<", t1)):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                args.append(value)
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args.extend(kinds)
+        sql = (f"SELECT {', '.join(RECORD_COLUMNS)} FROM records"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY t, node, seq LIMIT ?")
+        with self._lock:
+            cur = self._cursor()
+            cur.execute(self._q(sql), (*args, limit))
+            return [RecordRow(*_plain(r)) for r in cur.fetchall()]
+
+    def alerts(self, *, site: str | None = None, since: int | None = None,
+               limit: int = 1000) -> list[AlertRow]:
+        sql, args = _filtered("SELECT t, site, kind, detail, gateway, node, seq, instrument, id "
+                              "FROM alerts", (("site", "=", site), ("t", ">=", since)), limit)
+        with self._lock:
+            cur = self._cursor()
+            cur.execute(self._q(sql), args)
+            rows = [_plain(r) for r in cur.fetchall()]
+        return [AlertRow(r[0], r[1], r[2], json.loads(r[3]), *r[4:]) for r in rows]
+
+    def rejects(self, *, reason: str | None = None, since: int | None = None,
+                limit: int = 1000) -> list[RejectRow]:
+        sql, args = _filtered("SELECT received, reason, detail, topic, gateway, node, seq, data, "
+                              "id FROM rejects", (("reason", "=", reason),
+                                                  ("received", ">=", since)), limit)
+        with self._lock:
+            cur = self._cursor()
+            cur.execute(self._q(sql), args)
+            return [RejectRow(*_plain(r)) for r in cur.fetchall()]
+
+    def envelopes(self, after_id: int = 0, batch: int = 500) -> Iterator[EnvelopeRow]:
+        sql = self._q(f"SELECT {_ENVELOPE_COLUMNS} FROM envelopes WHERE id > ? "
+                      "ORDER BY id LIMIT ?")
+        while True:
+            with self._lock:
+                cur = self._cursor()
+                cur.execute(sql, (after_id, batch))
+                rows = [_plain(r) for r in cur.fetchall()]
+            for r in rows:
+                yield EnvelopeRow(r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9],
+                                  r[10], id=r[0])
+            if len(rows) < batch:
+                return
+            after_id = rows[-1][0]
+
+    def stored_records(self, batch: int = 5000) -> Iterator[tuple[RecordRow, int]]:
+        columns = ", ".join(RECORD_COLUMNS)
+        first = self._q(f"SELECT {columns}, envelope_id FROM records "
+                        "ORDER BY node, seq LIMIT ?")
+        after = self._q(f"SELECT {columns}, envelope_id FROM records "
+                        "WHERE (node, seq) > (?, ?) ORDER BY node, seq LIMIT ?")
+        last: tuple | None = None
+        while True:
+            with self._lock:
+                cur = self._cursor()
+                cur.execute(first, (batch,)) if last is None else cur.execute(after,
+                                                                              (*last, batch))
+                rows = [_plain(r) for r in cur.fetchall()]
+            for r in rows:
+                yield RecordRow(*r[:-1]), r[-1]
+            if len(rows) < batch:
+                return
+            last = (rows[-1][0], rows[-1][1])
+
+    def count(self, table: str) -> int:
+        if table not in TABLES:
+            raise ValueError(f"table: unknown table {table!r}")
+        with self._lock:
+            cur = self._cursor()
+            cur.execute(f"SELECT COUNT(*) FROM {table}")
+            return cur.fetchone()[0]
+
+
+def _plain(row: Sequence) -> tuple:
+    # PostgreSQL hands BYTEA back as memoryview in some paths; rows carry bytes.
+    return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+
+
+def _filtered(select: str, conditions: tuple, limit: int) -> tuple[str, tuple]:
+    where = [f"{column} {op} ?" for column, op, value in conditions if value is not None]
+    args = tuple(value for _, _, value in conditions if value is not None)
+    sql = select + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id LIMIT ?"
+    return sql, (*args, limit)

@@ -1,0 +1,106 @@
+"""The Store contract, run against SQLite and PostgreSQL alike."""
+
+import hashlib
+
+from metrotrace.server.ingest.columns import decode
+from metrotrace.server.store import AlertRow, EnvelopeRow, RejectRow, open_store, schema
+from metrotrace.server.store.rows import GatewayKeyRow, InstrumentRow
+
+
+def envelope_row(data: bytes, n: int) -> EnvelopeRow:
+    return EnvelopeRow(hashlib.sha256(data).digest(), "market-1", b"k" * 16, 1, 1000, 2000,
+                       "metrotrace/v1/gw/market-1/up", False, n, data)
+
+
+def rows(site, count, start_t=1000):
+    return [decode(*site.weighing(i % site.nodes, start_t + i, 500 + i)) for i in range(count)]
+
+
+def test_migrations_bring_a_new_store_to_the_latest_version_and_are_idempotent(store_url):
+    first = open_store(store_url)
+    assert first.schema_version() == schema.LATEST
+    first.close()
+    again = open_store(store_url)  # a second open applies nothing and fails on nothing
+    assert again.schema_version() == schema.LATEST
+    assert again.count("records") == 0
+    again.close()
+
+
+def test_batch_is_stored_with_its_envelope_verbatim(store, site):
+    batch = rows(site, 10)
+    result = store.store_batch(envelope_row(b"envelope-1", 10), batch)
+    assert result.inserted == 10 and result.duplicates == 0 and not result.forgeries
+    (env,) = list(store.envelopes())
+    assert env.data == b"envelope-1" and env.id == result.envelope_id
+    stored = {(r.node, r.seq): r for r, envelope_id in store.stored_records()
+              if envelope_id == result.envelope_id}
+    assert stored == {(r.node, r.seq): r for r in batch}
+
+
+def test_same_envelope_twice_is_a_replay_and_stores_nothing(store, site):
+    batch = rows(site, 5)
+    assert store.store_batch(envelope_row(b"e", 5), batch).envelope_id is not None
+    again = store.store_batch(envelope_row(b"e", 5), batch)
+    assert again.envelope_id is None
+    assert store.count("envelopes") == 1 and store.count("records") == 5
+
+
+def test_resent_records_are_duplicates_and_changed_ones_are_forgeries(store, site):
+    batch = rows(site, 6)
+    store.store_batch(envelope_row(b"first", 6), batch)
+    forged = batch[2]._replace(value=999_999, record=batch[2].record + b"\x00")
+    result = store.store_batch(envelope_row(b"second", 3), [batch[0], batch[1], forged])
+    assert result.inserted == 0 and result.duplicates == 2
+    assert result.forgeries == ((forged.node, forged.seq),)
+    kept = store.records(node=forged.node, limit=100)
+    assert batch[2] in kept and forged not in kept  # the first bytes stay
+    assert store.count("records") == 6 and store.count("envelopes") == 2
+
+
+def test_new_and_old_records_in_one_batch(store, site):
+    batch = rows(site, 4)
+    store.store_batch(envelope_row(b"a", 2), batch[:2])
+    result = store.store_batch(envelope_row(b"b", 4), batch)
+    assert (result.inserted, result.duplicates, result.forgeries) == (2, 2, ())
+
+
+def test_records_by_instrument_and_time_range(store, site):
+    store.store_batch(envelope_row(b"a", 30), rows(site, 30, start_t=10_000))
+    inst = site.instrument(1)
+    got = store.records(instrument=inst, t0=10_005, t1=10_020)
+    assert [r.t for r in got] == [t for t in range(10_005, 10_020) if (t - 10_000) % 3 == 1]
+    assert all(r.inst == inst and r.kind == 1 and r.unit == "g" for r in got)
+    assert store.records(instrument=inst, kinds=[3]) == []
+
+
+def test_registry_rows_round_trip_and_update(store, site):
+    for row in site.registry_rows():
+        store.put(row)
+    reg = store.registry()
+    assert {r.id for r in reg["nodes"]} == set(site.node_ids)
+    key = reg["keys"][0]
+    store.put(GatewayKeyRow(key.kid, key.gateway, key.public_key, key.valid_from, 5_000))
+    assert store.registry()["keys"][0].revoked_at == 5_000
+    inst = reg["instruments"][0]
+    store.put(InstrumentRow(**{**inst.__dict__, "status": "suspended"}))
+    assert store.registry()["instruments"][0].status == "suspended"
+
+
+def test_alerts_and_rejects_are_kept_and_filtered(store):
+    alert_id = store.add_alert(AlertRow(10, "market", "forgery", {"seq": 3}, node=b"\x01"))
+    store.add_alert(AlertRow(20, "station", "forgery", {}))
+    (alert,) = store.alerts(site="market")
+    assert alert.id == alert_id and alert.detail == {"seq": 3} and alert.node == b"\x01"
+    store.add_reject(RejectRow(30, "bad_tag", "tag: does not match", data=b"\xff"))
+    store.add_reject(RejectRow(40, "replay", "again"))
+    assert [r.reason for r in store.rejects()] == ["bad_tag", "replay"]
+    assert [r.data for r in store.rejects(reason="bad_tag")] == [b"\xff"]
+    assert [r.reason for r in store.rejects(since=35)] == ["replay"]
+
+
+def test_record_kinds_keep_their_fields(store, site):
+    check = decode(*site.check(0, 5000, 10_005, 10_000))
+    store.store_batch(envelope_row(b"c", 1), [check])
+    (got,) = store.records(kinds=[3])
+    assert (got.value, got.reference, got.e) == (10_005, 10_000, 5)
+    assert got.extra == '{"ref_id": "TW-10kg"}'
