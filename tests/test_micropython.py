@@ -23,7 +23,7 @@ def test_wire_vectors_pass_under_micropython_with_64k_heap():
 # test_node imports the whole node and gets 128k for that (tests/test_firmware_resets.py
 # measures the deployed, precompiled node).
 FIRMWARE_MODULES = (("test_outbox", "64k"), ("test_metrology", "64k"),
-                    ("test_drivers", "64k"), ("test_node", "128k"))
+                    ("test_drivers", "64k"), ("test_config", "64k"), ("test_node", "128k"))
 
 
 @pytest.mark.parametrize(("module", "heap"), FIRMWARE_MODULES)

@@ -9,7 +9,7 @@ import time
 
 import machine
 
-from metro.app import config, tasks
+from metro.app import config, console, tasks
 from metro.app.build import build
 from metro.core.flow import Extender
 from metro.core.fwid import firmware_id
@@ -58,7 +58,7 @@ async def main():
     node = build(cfg, node_id, fw)
     node.power_up(RESETS.get(machine.reset_cause(), "OTHER"), fw_hash)
     key = bytes.fromhex(cfg["key"])
-    health = tasks.Health()
+    health = tasks.Health(cfg.get("health_ms", 5000))
     if node.scale:
         period = cfg["scale"].get("period_ms", 100)
         asyncio.create_task(tasks.scale_loop(node, scale_source(cfg["scale"]), period,
@@ -79,6 +79,8 @@ async def main():
         lines = UartLines(uart(cfg["scanner"]["uart"]))
         asyncio.create_task(tasks.scan_loop(node, lines, 50, health))
     asyncio.create_task(tasks.status_loop(node, cfg["status_s"]))
+    # Service console on the USB serial: parameter changes and seal state, audited.
+    asyncio.create_task(console.console_loop(node, sys.stdin))
     asyncio.create_task(tasks.wdt_loop(health, machine.WDT(timeout=cfg["wdt_ms"]),
                                        cfg["wdt_ms"] // 4))
     link = uart(cfg["link"]["uart"])

@@ -160,3 +160,19 @@ def test_scan_links_to_the_next_measurement_once():
     assert link.take(500) == 17 and link.take(600) is None
     link.scanned(18, 0)
     assert link.take(1500) is None
+
+
+def test_pulses_between_lift_and_first_poll_belong_to_the_dispense():
+    d = flow.Dispenser(kfactor=100000000, d=10, max_hz=2000)
+    d.update(0, 0, nozzle=False)
+    d.update(100, 18, nozzle=True)  # lifted, and 18 pulses already counted
+    d.update(200, 200, nozzle=True)
+    ((kind, f),) = d.update(300, 250, nozzle=False)
+    assert kind == "dispense" and f["pulses"] == 250
+
+
+def test_rated_flow_polled_fast_is_not_a_rate_excess():
+    d = flow.Dispenser(kfactor=100000000, d=10, max_hz=2000)
+    d.update(0, 0, nozzle=True)
+    assert d.update(8, 17, nozzle=True) == []  # 16 pulses in 8 ms, read one early
+    assert d.update(16, 50, nozzle=True) != []  # twice the rated flow

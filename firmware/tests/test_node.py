@@ -3,6 +3,7 @@
 
 from fsutil import fresh_dir, remove_tree
 
+from metro.app import console, params
 from metro.app.node import Node
 from metro.core import flow, weigh
 from metro.core.clock import Clock
@@ -144,5 +145,33 @@ def test_silent_gateway_is_an_event_and_acks_and_time_need_the_key():
         last = _records(node)[-1]
         assert last["code"] == "clock_set" and last["tq"] == 2
         assert last["t"] == 1763884800000
+    finally:
+        remove_tree(root)
+
+
+def test_param_change_is_audited_durable_and_bad_ones_change_nothing():
+    root = fresh_dir("node")
+    try:
+        node, _, _ = _node(root)
+        node.params = params.load(root, {})
+        cmd = b'{"param": {"name": "dispenser.kfactor", "value": 2000000, "by": "officer"}}'
+        assert console.handle(node, cmd) is None
+        ev = _records(node)[-1]
+        assert ev["code"] == "param_change" and node.dispenser.kfactor == 2000000
+        assert ev["detail"] == {"param": "dispenser.kfactor", "old": 1000000, "new": 2000000,
+                                "by": "officer", "n": 1}
+        cfg = {"dispenser": {"kfactor": 1}, "scale": {"cal": {"span_raw": 1}}}
+        assert params.load(root, cfg)["n"] == 1 and cfg["dispenser"]["kfactor"] == 2000000
+        for bad, why in ((b'{"param": {"name": "scale.e", "value": 1}}', "param.name"),
+                         (b'{"param": {"name": "dispenser.d", "value": true}}', "param.value"),
+                         (b'{"seal": "ajar"}', "seal"), (b"{", "command: not a JSON"),
+                         (b'{"load": 5}', "command: unknown load")):
+            assert console.handle(node, bad).startswith(why), bad
+        assert console.handle(node, b'{"seal": "open"}') is None
+        assert _codes(node)[-2:] == ["param_change", "seal"]
+        assert params.load(root, {})["n"] == 1  # refused changes left no trace
+        node.flow(0, True, 0)  # a dispense is running: K stays until it ends
+        assert "running" in console.handle(
+            node, b'{"param": {"name": "dispenser.kfactor", "value": 5}}')
     finally:
         remove_tree(root)

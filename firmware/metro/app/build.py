@@ -10,6 +10,7 @@ from ..core.outbox import Outbox
 from ..core.producer import Producer
 from ..core.seq import SeqCounter
 from ..core.store import FileStore
+from . import params
 from .node import Node
 
 
@@ -26,6 +27,7 @@ def build(cfg, node_id, fw, log=print):
     key = bytes.fromhex(cfg["key"])
     data = cfg["data_dir"]
     _mkdir(data)
+    saved = params.load(data, cfg)  # calibration and parameters changed since config.json
     ob = cfg["outbox"]
     outbox = Outbox(data + "/outbox", ob["seg_bytes"], ob["max_bytes"], ob["reserve_bytes"])
     if outbox.damaged_tails:
@@ -52,5 +54,7 @@ def build(cfg, node_id, fw, log=print):
         pump = flow.Dispenser(pc["kfactor"], pc.get("d", 10), pc.get("idle_ms", 30000),
                               pc.get("max_hz", 2000))
     scan = cfg.get("scanner") or {}
-    return Node(producer, sender, clock, fw, scale, sc and sc["inst"], pump,
+    node = Node(producer, sender, clock, fw, scale, sc and sc["inst"], pump,
                 pc and pc["inst"], scan.get("inst"), scan.get("link_window_ms", 60000))
+    node.params = saved
+    return node

@@ -5,16 +5,22 @@
 #
 # Config as on a board, plus "gateway": {"host", "port"}, "sim": {"seed", ...} and
 # "heap_probe": true to print {"heap": {...}} lines (peak live heap after gc.collect).
+# "sim": {"driven": true}: the instruments obey JSON-lines commands on stdin instead of
+# simulating a day (sim/driven.py, app/console.py). Console: one {"rec": {...}} line
+# per stored record, {"ready": true} once booted; a software watchdog (sim/wdt.py)
+# stands in for machine.WDT and ends the process with code 3 (sim/wdt.py EXIT_WDT).
 
 import asyncio
 import gc
+import json
 import sys
 
 from . import tasks
 
 # Needed only while booting: unloaded afterwards, because under a 64 KiB heap on the
 # 64-bit unix port every kilobyte of bytecode counts (a board freezes them in flash).
-BOOT_ONLY = ("metro.app.config", "metro.app.build", "metro.core.fwid")
+BOOT_ONLY = ("metro.app.config", "metro.app.build", "metro.app.params", "metro.core.fwid",
+             "metro.sim.rig")
 
 
 def _metro_root():
@@ -22,13 +28,12 @@ def _metro_root():
     return path[: path.rfind("/app/")] if "/app/" in path else "metro"
 
 
-async def _connection(node, cfg, key, health, probe):
-    gw = cfg["gateway"]
-    period = cfg["link"].get("period_ms", 5)
+async def _connection(node, link, health, probe):
+    host, port, period, key = link
     pause = 100
     while True:
         try:
-            reader, writer = await asyncio.open_connection(gw["host"], gw["port"])
+            reader, writer = await asyncio.open_connection(host, port)
         except OSError:
             await asyncio.sleep_ms(pause)
             pause = min(pause * 2, 5000)
@@ -52,56 +57,79 @@ async def _heap_report(probe, node, every_ms):
                  gc.mem_alloc() + gc.mem_free()))
 
 
+def _text(v):
+    if isinstance(v, bytes):
+        try:
+            return v.decode()
+        except UnicodeError:
+            return v.hex()
+    if isinstance(v, dict):
+        return {k: _text(v[k]) for k in v}
+    return v
+
+
+def _echo(kind, seq, prev, t, tq, inst, fields):
+    """The console line of a stored record: {"rec": {...}} (a test expects on it)."""
+    rec = {"kind": kind, "seq": seq, "prev": prev, "t": t, "tq": tq}
+    if inst is not None:
+        rec["inst"] = inst
+    for k in fields:
+        rec[k] = _text(fields[k])
+    print(json.dumps({"rec": rec}))
+
+
 def _boot(path):
     from ..core.fwid import firmware_id
+    from ..sim.wdt import reset_cause
     from . import config
     from .build import build
 
     cfg = config.load(path)
     print("metro host node: %s" % config.redacted(cfg))
+    if cfg.get("scale"):  # the simulated cell keeps its sensitivity when the cal changes
+        cfg.setdefault("sim", {}).setdefault("cell", dict(cfg["scale"].get("cal") or {}))
     fw, fw_hash = firmware_id(cfg["fw_version"], _metro_root())
     node = build(cfg, bytes.fromhex(cfg["node"]), fw)
-    node.power_up(cfg.get("reset_cause", "HOST"), fw_hash)
-    for name in BOOT_ONLY:
-        sys.modules.pop(name, None)
+    node.producer.echo = _echo
+    node.power_up(reset_cause(cfg["data_dir"], cfg.get("reset_cause", "HOST")), fw_hash)
     return cfg, node
 
 
-async def run(cfg, node):
-    key = bytes.fromhex(cfg["key"])
+async def run(path):
+    cfg, node = _boot(path)
     sim = cfg.get("sim", {})
-    seed = sim.get("seed", 1)
-    health = tasks.Health()
+    health = tasks.Health(cfg.get("health_ms", 5000))
     probe = tasks.HeapProbe() if cfg.get("heap_probe") else None
-    period = sim.get("period_ms", 2)
-    if node.scale:
-        from ..sim.loadcell import SimLoadCell
+    stim = None
+    if sim.get("driven"):
+        from ..sim.driven import Stimulus
 
-        cell = SimLoadCell(seed, max_load=cfg["scale"]["max"], hold=sim.get("hold", 8),
-                           empty=sim.get("empty", 8))
-        asyncio.create_task(tasks.scale_loop(node, cell, period, health, probe))
-    if node.dispenser:
-        from ..core.flow import Extender
-        from ..sim.pulses import SimPump
+        stim = Stimulus()
+    period = sim.get("period_ms", 10 if stim else 2)
+    from ..sim import rig, wdt
 
-        pump = SimPump(seed + 1)
-        asyncio.create_task(tasks.flow_loop(node, pump, Extender(16), pump.nozzle,
-                                            period * 4, health, pump.step))
-    if cfg.get("scanner"):
-        from ..sim.scanner import SimScanner
-
-        scanner = SimScanner(seed + 2, sim.get("scan_every", 6), sim.get("bad_every", 0))
-        asyncio.create_task(tasks.scan_loop(node, scanner, period * 3, health))
+    rig.instruments(cfg, node, health, probe, period, stim)
     asyncio.create_task(tasks.status_loop(node, cfg["status_s"]))
+    wdt.start(cfg["data_dir"], cfg["wdt_ms"], health)
+    if stim:
+        from . import console
+
+        asyncio.create_task(stim.loop(health, period))
+        asyncio.create_task(console.console_loop(node, sys.stdin, stim.command))
     if probe:
         asyncio.create_task(_heap_report(probe, node, 500))
-    await _connection(node, cfg, key, health, probe)
+    gw = cfg["gateway"]
+    link = (gw["host"], gw["port"], cfg["link"].get("period_ms", 5), bytes.fromhex(cfg["key"]))
+    cfg = sim = gw = None  # the configuration is not needed any more: free it
+    for name in BOOT_ONLY:
+        sys.modules.pop(name, None)
+    gc.collect()
+    print('{"ready": true}')
+    await _connection(node, link, health, probe)
 
 
 def main(argv):
-    cfg, node = _boot(argv[1])
-    gc.collect()
-    asyncio.run(run(cfg, node))
+    asyncio.run(run(argv[1]))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ class Node:
         self.linker = gs1.ScanLinker(link_window_ms)
         self.rejects = 0  # control frames refused
         self.errors = {}  # driver error counts by source
+        self.params = None  # app.params.load(): saved parameters and the event counter n
 
     def _emit(self, kind, inst, fields, now_ms):
         if kind in ("weighing", "dispense"):
@@ -38,8 +39,10 @@ class Node:
         return self.producer.emit(kind, inst, fields)
 
     def power_up(self, reset_cause, fw_sha256):
-        return self.producer.event("power_up", {"reset": reset_cause, "fw": self.fw,
-                                                "fw_sha256": fw_sha256})
+        detail = {"reset": reset_cause, "fw": self.fw, "fw_sha256": fw_sha256}
+        if self.params:
+            detail["n"] = self.params["n"]  # the event counter (app/params.py)
+        return self.producer.event("power_up", detail)
 
     def weigh(self, raw, now_ms):
         for kind, fields in self.scale.update(raw, now_ms):

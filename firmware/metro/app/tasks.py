@@ -13,12 +13,15 @@ from ..wire import frame as wire_frame
 
 
 class Health:
-    def __init__(self):
+    """A loop with period p is healthy while it completes a pass within slack + 4 p."""
+
+    def __init__(self, slack_ms=5000):
+        self.slack_ms = slack_ms
         self.deadline = {}
         self.last = {}
 
-    def register(self, name, deadline_ms):
-        self.deadline[name] = deadline_ms
+    def register(self, name, period_ms, slack_times=1):
+        self.deadline[name] = slack_times * self.slack_ms + 4 * period_ms
         self.last[name] = time.ticks_ms()
 
     def beat(self, name):
@@ -60,7 +63,7 @@ async def wdt_loop(health, wdt, period_ms):
 
 
 async def scale_loop(node, device, period_ms, health, probe=None):
-    health.register("scale", 5000 + 4 * period_ms)
+    health.register("scale", period_ms)
     while True:
         try:
             raw = device.read()
@@ -77,21 +80,26 @@ async def scale_loop(node, device, period_ms, health, probe=None):
 
 
 async def flow_loop(node, counter, extender, nozzle, period_ms, health, step=None):
-    health.register("flow", 5000 + 4 * period_ms)
+    health.register("flow", period_ms)
     while True:
-        if step:
-            step()
-        node.flow(extender.update(counter.value()), nozzle(), time.ticks_ms())
+        now = time.ticks_ms()
+        if step:  # host: the simulated pulser catches up to `now`
+            step(now)
+        node.flow(extender.update(counter.value()), nozzle(), now)
         health.beat("flow")
         await asyncio.sleep_ms(period_ms)
 
 
 async def scan_loop(node, scanner, period_ms, health):
-    health.register("scan", 5000 + 4 * period_ms)
+    health.register("scan", period_ms)
     while True:
-        line = scanner.readline()
-        if line:
-            node.scanned(line, time.ticks_ms())
+        try:
+            line = scanner.readline()
+            if line:
+                node.scanned(line, time.ticks_ms())
+        except (OSError, ValueError) as err:  # UART failure or undecodable line
+            node.driver_error("scan", err)
+            await asyncio.sleep_ms(500)
         health.beat("scan")
         await asyncio.sleep_ms(period_ms)
 
@@ -106,7 +114,7 @@ async def status_loop(node, interval_s):
 async def tx_loop(node, writer, health, period_ms, probe=None, rx=None):
     """Send due records; returns when the receiving task `rx` has ended."""
     sender = node.sender
-    health.register("link", 10000 + 4 * period_ms)
+    health.register("link", period_ms, 2)
     while rx is None or not rx.done():
         now = time.ticks_ms()
         for event in sender.poll(now):

@@ -7,7 +7,10 @@
 # - A transaction starts when the nozzle is lifted (or, without a nozzle switch, at
 #   the first pulse) and ends when it is hung up or after `idle_ms` without a pulse.
 # - A pulse rate above `max_hz` is not physical for the meter: the transaction is
-#   kept (its pulses are real counts) but flagged, and an event says so.
+#   kept (its pulses are real counts) but flagged, and an event says so. The check
+#   allows one pulse and one millisecond per poll: a count read between two edges
+#   and a ms clock read beside it are each up to one unit off, which at exactly the
+#   rated flow and a short poll would otherwise look like an excess.
 # Invariant: integers only; every pulse counted between start and end is in exactly
 # one transaction.
 
@@ -58,22 +61,27 @@ class Dispenser:
         out = []
         rate_dt = now_ms - self._last_ms
         moved = total - self._last_pulses
-        if self.active and rate_dt > 0 and moved * 1000 > self.max_hz * rate_dt:
+        self._last_ms = now_ms
+        self._last_pulses = total
+        if moved:
+            self._last_pulse_ms = now_ms
+        started = False
+        if not self.active:
+            if not (nozzle or (nozzle is None and moved)):
+                return out
+            # The pulses since the last poll came after the lift (or are the first
+            # ones): no flow passes a hung-up nozzle, so they belong to this one.
+            self.active = started = True
+            self.flags = 0
+            self._start_pulses = total - moved
+            self._last_pulse_ms = now_ms
+            self.t_start = wall_ms
+        if rate_dt > 0 and (moved - 1) * 1000 > self.max_hz * (rate_dt + 1):
             if not self.flags & FLAG_RATE:
                 out.append(("event", {"code": "pulse_rate", "detail": {
                     "pulses": moved, "ms": rate_dt, "max_hz": self.max_hz}}))
             self.flags |= FLAG_RATE
-        if moved:
-            self._last_pulse_ms = now_ms
-        self._last_ms = now_ms
-        self._last_pulses = total
-        if not self.active:
-            if nozzle or (nozzle is None and moved):
-                self.active = True
-                self.flags = 0
-                self._start_pulses = total - (moved if nozzle is None else 0)
-                self._last_pulse_ms = now_ms
-                self.t_start = wall_ms
+        if started:
             return out
         if nozzle is False:
             out.append(("dispense", self._finish(total, 0, wall_ms)))

@@ -11,11 +11,12 @@
 #   be refused. Status records are skipped while blocked.
 #
 # Audit event codes (kind 6, OIML D 31 6.2.3.6), detail in brackets:
-#   power_up [reset, fw, fw_sha256]   param_change [param, old, new, by]
-#   seal [state]   clock_set [old, new, old_tq, tq]   buffer_full / flash_full [bytes]
-#   buffer_ok [refused]   scale_garbled / scale_error [why, line]
+#   power_up [reset, fw, fw_sha256, n]   param_change / cal_change [param, old, new,
+#   by, n] (n: the persistent event counter, app/params.py)   seal [state, by]
+#   clock_set [old, new, old_tq, tq]   buffer_full / flash_full [bytes]
+#   buffer_ok [refused]   driver_error [what, why, count]
 #   scan_rejected [why, code]   pulse_rate [pulses, ms, max_hz]   zero_range [why]
-#   overload [gross]   gateway_silent / gateway_back [rounds]   driver_error [what]
+#   overload [gross]   gateway_silent / gateway_back [rounds]
 
 from ..wire import record
 from ..wire.tag import hmac_sha256
@@ -41,6 +42,7 @@ class Producer:
         self.refused = 0  # measurement records refused while blocked
         self.unstored = 0  # records that even the reserve could not hold
         self.made = 0
+        self.echo = None  # echo(kind, seq, prev, t, tq, inst, fields) once stored (host console)
 
     def emit(self, kind, inst, fields):
         """Make and store one record; its seq, or None if refused (counted)."""
@@ -91,6 +93,8 @@ class Producer:
         body = record.make(KINDS[kind], self.node, seq, self.prev, t, tq, inst, **fields)
         self.outbox.append(seq, body + hmac_sha256(self._key, body),
                            reserve=kind in RESERVED)
+        if self.echo:
+            self.echo(kind, seq, self.prev, t, tq, inst, fields)
         self.prev = seq
         self.made += 1
         return seq

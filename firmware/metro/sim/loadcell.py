@@ -3,6 +3,7 @@
 # Counts = zero offset + load * counts_per_unit + noise + a slow drift of the zero.
 # A market stall's day: the pan is empty, goods are put on (a few samples of
 # settling overshoot), stay while the indication settles, are taken off again.
+# Driven (sim/driven.py): no day of its own; `load` is what the test placed.
 # Values stay within the HX711's 24-bit two's complement range.
 
 from .rng import Lcg
@@ -12,11 +13,13 @@ HX_MIN = -0x800000
 
 
 class SimLoadCell:
-    def __init__(self, seed=1, zero_raw=8400, counts_per_unit=42, noise=3,
-                 drift_per_ksample=2, max_load=15000, hold=8, empty=8):
+    def __init__(self, seed=1, zero_raw=8400, span_raw=42, span_load=1, noise=3,
+                 drift_per_ksample=2, max_load=15000, hold=8, empty=8, driven=False):
         self.rng = Lcg(seed)
         self.zero_raw = zero_raw
-        self.counts_per_unit = counts_per_unit
+        self.span_raw = span_raw  # counts for span_load units: the cell's sensitivity
+        self.span_load = span_load
+        self.driven = driven
         self.noise = noise
         self.drift_per_ksample = drift_per_ksample
         self.max_load = max_load
@@ -42,14 +45,15 @@ class SimLoadCell:
             self.fail -= 1
             raise OSError("HX711 does not respond")
         self.samples += 1
-        self._left -= 1
-        if self._left <= 0:
-            self._next_phase()
+        if not self.driven:
+            self._left -= 1
+            if self._left <= 0:
+                self._next_phase()
         load = self.load
         if self._settle:
             self._settle -= 1
             load += load // (4 - self._settle + 1)  # overshoot while the pan swings
         drift = self.samples * self.drift_per_ksample // 1000
-        raw = self.zero_raw + drift + load * self.counts_per_unit
+        raw = self.zero_raw + drift + load * self.span_raw // self.span_load
         raw += self.rng.noise(self.noise)
         return max(HX_MIN, min(HX_MAX, raw))

@@ -19,7 +19,7 @@ class SimPump:
         self._left = polls_off
         self.burst = 0  # tests: add this many pulses at the next step (an absurd rate)
 
-    def step(self):
+    def step(self, now=None):
         self._left -= 1
         if self._left <= 0:
             self.lifted = not self.lifted
