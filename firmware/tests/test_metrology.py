@@ -56,9 +56,21 @@ def test_zero_tracking_rate_and_conditions():
     z.power_up(0, True)
     z.track(20, True, 0)
     assert z.track(20, True, 1000) == 20  # within budget of 0.5 e per second
-    assert z.track(40, True, 1100) == 2  # 0.1 s: 2.5 fine units of budget
+    assert z.track(40, True, 1100) == 7  # 1.1 s in all: 27 of the 27.5 fine units allowed
     assert z.track(200, True, 5000) == 0  # beyond ±0.5 e: a load, not drift
     assert z.track(40, False, 9000) == 0  # unstable: never tracks
+
+
+def test_zero_tracking_rate_holds_at_any_sample_period():
+    z = ZeroTracker(max_fine=150000, e_fine=50)
+    z.power_up(0, True)
+    moved = 0
+    for t in range(0, 1001, 10):  # every 10 ms for one second, drift of 0.4 e
+        moved += z.track(20, True, t)
+    assert moved == 20  # followed all of it...
+    z.track(40, True, 1010)
+    moved = sum(z.track(40 + i, True, 1020 + 10 * i) for i in range(100))
+    assert moved <= 25 + 1  # ...but never faster than 0.5 e per second
 
 
 def _scale():

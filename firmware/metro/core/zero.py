@@ -22,6 +22,7 @@ class ZeroTracker:
         self.initial = None  # offset set at power-up
         self.offset = 0  # current zero, fine units relative to the calibration
         self._last_ms = None
+        self._credit = 0  # tracking allowance earned so far, in fine units × 2000
         self.tracked = 0  # total fine units moved by tracking (the server watches drift)
 
     def power_up(self, fine, stable):
@@ -49,8 +50,13 @@ class ZeroTracker:
         last, self._last_ms = self._last_ms, now_ms
         net = fine - self.offset
         if not stable or last is None or 2 * abs(net) > self.e_fine or net == 0:
+            self._credit = 0  # allowance is earned only while tracking is allowed
             return 0
-        budget = (now_ms - last) * self.rate_x2 * self.e_fine // 2000
+        # The allowance accrues across calls, so a node sampling every 10 ms tracks as
+        # fast as one sampling every second; capped at one second's worth (4.5.7).
+        per_s = self.rate_x2 * self.e_fine * 1000
+        self._credit = min(self._credit + (now_ms - last) * self.rate_x2 * self.e_fine, per_s)
+        budget = self._credit // 2000
         step = max(-budget, min(budget, net))
         if step == 0:
             return 0
@@ -58,6 +64,7 @@ class ZeroTracker:
             self._check_range(self.offset + step)
         except ZeroError:
             return 0
+        self._credit -= abs(step) * 2000
         self.offset += step
         self.tracked += step
         return step

@@ -1,0 +1,167 @@
+"""The harness itself: a DUT over a pty and over a socket:// URL behaves the same; the
+bridge carries every byte unchanged; failed expects say what came instead; rig files
+are checked and give the bench its capabilities (pytest-embedded tests its harness
+with a loopback; so do we)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from hil_tests.harness.bench import from_options
+from hil_tests.harness.console import Console, ExpectTimeout
+from hil_tests.harness.dut import KEY, NODE, UnixDut
+from hil_tests.harness.link import Link
+from hil_tests.harness.rig import Rig, RigError
+from metrotrace.firmware.metro.wire import frame, record
+from metrotrace.tools.bridge import Bridge
+
+RIGS = Path(__file__).parent / "rigs"
+NOT_COMPARED = ("t", "raw", "t_start")  # time and converter noise differ run to run
+
+
+def _script(dut: UnixDut) -> list[dict]:
+    dut.stim.scan("]E04006381333931")
+    dut.stim.load(1250)
+    dut.link.expect_record("weighing", timeout=10)
+    dut.stim.pulses(700, 1000)
+    dut.stim.nozzle("down")
+    dut.link.expect_record("dispense", timeout=10)
+    dut.console.send({"param": {"name": "dispenser.d", "value": 5, "by": "hil"}})
+    dut.link.expect_event("param_change", timeout=10)
+    dut.power_cut()
+    dut.link.expect_event("power_up", timeout=10)
+    dut.link.settle(quiet=0.3)
+    return [{k: v for k, v in r.items() if k not in NOT_COMPARED} for r in dut.link.records]
+
+
+@pytest.mark.skipif("config.getoption('--board')", reason="tests the unix bench's transports")
+def test_a_dut_over_a_pty_and_over_a_socket_url_gives_the_same_records(firmware_build,
+                                                                       tmp_path):
+    runs = {}
+    for transport in ("pty", "socket"):
+        (tmp_path / transport).mkdir()
+        dut = UnixDut(firmware_build, tmp_path / transport, transport)
+        try:
+            dut.boot()
+            assert dut.link.url.startswith("/dev/" if transport == "pty" else "socket://")
+            runs[transport] = _script(dut)
+        finally:
+            dut.close()
+    assert runs["pty"] == runs["socket"]
+    kinds = [r["kind"] for r in runs["pty"]]
+    assert kinds.count("event") == 3  # two power-ups and the parameter change
+    assert {"zero", "scan", "weighing", "dispense"} <= set(kinds)
+
+
+@pytest.mark.parametrize("kind", Bridge.KINDS)
+def test_the_bridge_carries_every_byte_value_both_ways_and_survives_a_reconnect(kind):
+    every_byte = bytes(range(256)) * 8  # 0x00, 0x03, 0x0d, 0x11 included: raw, no tty rules
+    with Bridge(kind) as bridge:
+        port = __import__("serial").serial_for_url(bridge.url, timeout=0.05)
+        try:
+            for _ in range(2):  # the node resets: a second connection on the same port
+                with socket.create_connection(("127.0.0.1", bridge.device_port)) as node:
+                    node.sendall(every_byte)
+                    got = _read(port, len(every_byte))
+                    assert got == every_byte
+                    port.write(every_byte[::-1])
+                    node.settimeout(2)
+                    back = b""
+                    while len(back) < len(every_byte):
+                        back += node.recv(65536)
+                    assert back == every_byte[::-1]
+                time.sleep(0.2)
+            assert bridge.connections == 2
+        finally:
+            port.close()
+
+
+def _read(port, n: int, timeout: float = 3.0) -> bytes:
+    out, deadline = b"", time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        out += port.read(n - len(out))
+    return out
+
+
+def test_the_link_checks_tags_counts_damage_and_reports_what_came_on_a_failed_expect():
+    good = record.make(record.WEIGHING, NODE, 5, 0, 1000, 0, "NAWI-0042", gross=1250,
+                       tare=0, net=1250, e=5, unit="g", flags=1)
+    forged = record.make(record.SCAN, NODE, 6, 5, 1001, 0, None, code=b"]E0X",
+                         symbology="]E0")
+    with Bridge("pty") as bridge:
+        link = Link(bridge.url, NODE, KEY)
+        try:
+            with socket.create_connection(("127.0.0.1", bridge.device_port)) as node:
+                node.sendall(frame.record_frame(forged, bytes(32))  # wrong key
+                             + b"\x00\x07garbage\x00"  # line noise
+                             + frame.record_frame(good, KEY))
+                assert link.expect_record("weighing", net=1250)["seq"] == 5
+                with pytest.raises(ExpectTimeout) as failed:
+                    link.expect_record("dispense", timeout=0.3)
+                assert "('weighing', 5, None)" in str(failed.value)
+                assert "bad tags: 1" in str(failed.value)
+                assert link.decoder.counts == {"cobs": 1}
+                ack = _read_frames(node)
+                assert frame.parse_control(ack, NODE, KEY) == 5  # acknowledged like a gateway
+        finally:
+            link.close()
+
+
+def _read_frames(node: socket.socket) -> frame.Frame:
+    node.settimeout(3)
+    decoder = frame.Decoder()
+    while True:
+        for item in decoder.feed(node.recv(4096)):
+            if isinstance(item, frame.Frame):
+                return item
+
+
+def test_a_failed_console_expect_quotes_the_unmatched_output():
+    console = Console("node console")
+    console.feed(b'metro host node\n{"rec": {"kind": "zero"}}\npartial')
+    assert console.expect_json(key="rec")["rec"]["kind"] == "zero"
+    with pytest.raises(ExpectTimeout, match="partial"):
+        console.expect(r"ready", timeout=0.1)
+
+
+def test_the_example_rig_is_consistent_and_wires_every_capability_but_wifi():
+    rig = Rig.load(RIGS / "example.yaml")
+    assert rig.capabilities == {"load_cell", "pulse_input", "scanner", "power_cut"}
+    setup = rig.stimulus_setup()
+    assert setup["pulses"] == {"pin": 2} and setup["reset"] == {"pin": 22}
+    assert setup["load_cell"] == {"dout": 4, "sck": 5, "zero_raw": 8400, "counts_per_unit": 42}
+    assert setup["scanner"] == {"tx": 8, "uart": 1, "baud": 9600}
+    bench = from_options("/dev/ttyUSB0", None, str(RIGS / "example.yaml"))
+    assert bench.kind == "board" and bench.link_url == rig.link
+    assert "bench lacks wifi" in bench.lacks("wifi") and "rig: wifi" in bench.lacks("wifi")
+    assert bench.lacks("pulse_input") is None
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"wiring": {"pulses": {"stimulus": 2, "dut": 34}, "nozzle": {"stimulus": 2, "dut": 35}}},
+     "wiring.nozzle.stimulus: stimulus pin 2 is already wired by wiring.pulses.stimulus"),
+    ({"wiring": {"pulses": {"stimulus": 2, "dut": 33}}},
+     "wiring.pulses.dut: DUT pin 33 but boards/esp32/config.json has dispenser.pins.pulse"),
+    ({"wiring": {"pulses": {"dut": 34}}}, "wiring.pulses.stimulus: missing"),
+    ({"wiring": {"laser": {}}}, "wiring.laser: unknown"),
+    ({"board": "pdp11"}, "board: expected one of"),
+])
+def test_an_inconsistent_rig_is_refused_naming_the_field(change, message):
+    data = {"board": "esp32", "link": "/dev/ttyUSB1", "stimulus": {"port": "/dev/ttyACM0"}}
+    data.update(change)
+    with pytest.raises(RigError, match=message.replace(".", r"\.")):
+        Rig.parse(data)
+
+
+def test_the_unix_bench_has_every_capability_but_wifi_and_says_why_it_lacks_it():
+    bench = from_options(None, None, None)
+    assert bench.kind == "unix" and bench.lacks("load_cell") is None
+    assert bench.lacks("wifi").startswith("bench lacks wifi: the unix bench")
+    with pytest.raises(ValueError, match="--link"):
+        from_options(None, "socket://x:1", None)
+    with pytest.raises(ValueError, match="--rig"):
+        from_options("/dev/ttyUSB0", None, None)
