@@ -24,7 +24,7 @@ from .ingress_serial import SerialIngress
 from .intake import Alert, Intake
 from .keys import KeyRing
 from .outbox import Outbox
-from .uplink import Uplink
+from .uplink import Security, Uplink
 from .verify import Verifier
 
 
@@ -38,7 +38,8 @@ class Gateway:
         self.clock = clock
         self.keyring = KeyRing.load(config.key_dir)
         self.node_keys = load_node_keys(config.node_keys)
-        self.outbox = Outbox(config.outbox_path, config.outbox_max_records, config.synchronous)
+        self.outbox = Outbox(config.outbox_path, config.outbox_max_records, config.synchronous,
+                             clock)
         self.counters = Counters()
         self.counters.queued = self.outbox.depth
         self.inventory = self.outbox.firmware()
@@ -51,17 +52,30 @@ class Gateway:
             status_topic=config.status_topic, alert_topic=config.alert_topic,
             outbox=self.outbox, batcher=self.batcher, counters=self.counters,
             window=config.inflight, birth=self.birth, clock=clock,
-            status_interval_s=config.status_interval_s)
+            status_interval_s=config.status_interval_s, security=self.security(),
+            prune=self.prune)
         self.intake = Intake(Verifier(self.node_keys, seen=self.outbox), self.outbox,
                              self.counters, clock, self._alert, self._firmware)
         self.serial = [SerialIngress(p, config.baud, self.intake, self.counters)
                        for p in config.serial_ports]
         self.wifi = None
         if config.wifi:
+            shared = not config.wifi_host and not config.wifi_port  # the uplink's broker
             self.wifi = WifiIngress(config.wifi_host or config.broker_host,
                                     config.wifi_port or config.broker_port,
-                                    config.mqtt_client_id + "-nodes", self.intake)
+                                    config.mqtt_client_id + "-nodes", self.intake,
+                                    self.security() if shared else Security())
         self.stop = threading.Event()
+
+    def security(self) -> Security:
+        c = self.config
+        return Security(c.tls, c.ca_file, c.cert_file, c.key_file, c.username, c.password)
+
+    def prune(self) -> None:
+        removed = self.outbox.prune(self.config.seen_keep_per_node,
+                                    self.config.seen_keep_days * 86_400_000)
+        if removed:
+            log_event("seen_pruned", digests=removed)
 
     def birth(self) -> dict:
         now = self.clock()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cbor2
+
 from metrotrace.firmware.metro.wire import record as wire_record
 
 from .envelope import Batch, seal
@@ -67,3 +69,18 @@ class Batcher:
         batch = Batch(self.gateway, seq, now, tuple((r.record, r.tag) for r in run), backfill)
         key = self.keyring.signing(now).key
         return Sealed(seq, seal(batch, key, self.topic), run, backfill)
+
+    def sealed_by_revoked(self, envelope_bytes: bytes) -> bool:
+        """True when the envelope was signed by a key revoked since."""
+        revoked = self.keyring.revoked()
+        if not revoked:
+            return False
+        protected = cbor2.loads(envelope_bytes).value[0]
+        return cbor2.loads(protected)[4] in revoked
+
+    def reseal(self, envelope_bytes: bytes, now: int) -> bytes:
+        """The same batch (seq, records, backfill flag), signed by the current key."""
+        payload = cbor2.loads(cbor2.loads(envelope_bytes).value[2])
+        batch = Batch(payload[1], payload[2], now, tuple((r, t) for r, t in payload[4]),
+                      payload[5])
+        return seal(batch, self.keyring.signing(now).key, self.topic)

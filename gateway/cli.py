@@ -38,7 +38,12 @@ def _keygen(args: argparse.Namespace) -> int:
     from .keys import KeyRing
 
     key_dir = Path(args.key_dir) if args.key_dir else load(args.config).key_dir
-    if args.rotate:
+    if args.revoke:
+        ring = KeyRing.load(key_dir)
+        new = ring.revoke(bytes.fromhex(args.revoke), _now_ms())
+        print(json.dumps({"revoked": args.revoke, "kid": new.kid.hex() if new else None,
+                          "keys": ring.announce(_now_ms())}, indent=2))
+    elif args.rotate:
         ring = KeyRing.load(key_dir)
         entry = ring.rotate(_now_ms(), int(args.overlap_hours * 3600_000))
         print(json.dumps({"kid": entry.kid.hex(), "rotated": True,
@@ -110,6 +115,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="add a new signing key; the old one stays valid for the overlap")
     keygen.add_argument("--overlap-hours", type=float, default=168.0,
                         help="how long the old key stays valid after --rotate (default 168)")
+    keygen.add_argument("--revoke", metavar="KID",
+                        help="revoke a key (hex kid) now; a revoked signing key is replaced "
+                             "by a new one and batches it sealed are sealed again")
     keygen.set_defaults(func=_keygen)
 
     prov = gsub.add_parser("provision-node",

@@ -15,6 +15,13 @@ are taken relative to the config file, so a gateway directory can be moved whole
     port = 1883
     client_id = ""                  # default "metrotrace-gw-{id}" (fixed: persistent session)
     keepalive_s = 30
+    tls = false                     # TLS to the broker (port 8883 usually)
+    ca_file = ""                    # CA that signed the broker's certificate; "" = system CAs
+    cert_file = ""                  # client certificate and key, if the broker wants them
+    key_file = ""
+    username = ""                   # "" = no credentials
+    password = ""                   # or password_file (first line), kept 0600
+    password_file = ""
 
     [serial]
     ports = ["/dev/ttyUSB0"]        # several boards at once; a vanished port is reopened
@@ -38,6 +45,10 @@ are taken relative to the config file, so a gateway directory can be moved whole
 
     [status]
     interval_s = 30                 # counters on the status topic and in the log
+
+    [seen]                          # digests kept for duplicate/forgery detection (outbox.py)
+    keep_per_node = 100000          # never fewer than this many newest per node
+    keep_days = 7                   # nor any younger than this, nor any still in the outbox
 """
 
 from __future__ import annotations
@@ -73,6 +84,14 @@ class GatewayConfig:
     inflight: int = 16
     backfill_after_s: int = 300
     status_interval_s: float = 30.0
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password: str | None = None
+    seen_keep_per_node: int = 100_000
+    seen_keep_days: int = 7
 
     @property
     def mqtt_client_id(self) -> str:
@@ -131,6 +150,28 @@ def parse(data: dict, base: Path) -> GatewayConfig:
         p = Path(_get(section, sname, name, str, default))
         return p if p.is_absolute() else base / p
 
+    def optional_path(section: dict, sname: str, name: str) -> str | None:
+        return str(path(section, sname, name, "")) if _get(section, sname, name, str, "") \
+            else None
+
+    tls = _get(broker, "broker", "tls", bool, False)
+    for name in ("ca_file", "cert_file", "key_file"):
+        if _get(broker, "broker", name, str, "") and not tls:
+            raise ConfigError(f"broker.{name}", "set broker.tls = true to use it")
+    username = _get(broker, "broker", "username", str, "") or None
+    password = _get(broker, "broker", "password", str, "") or None
+    password_file = optional_path(broker, "broker", "password_file")
+    if password_file is not None:
+        if password is not None:
+            raise ConfigError("broker.password_file", "give password or password_file, not both")
+        try:
+            password = Path(password_file).read_text().splitlines()[0]
+        except (OSError, IndexError):
+            raise ConfigError("broker.password_file", f"cannot read {password_file}") from None
+    if password is not None and username is None:
+        raise ConfigError("broker.password", "needs broker.username")
+    seen = data.get("seen", {})
+
     return GatewayConfig(
         gateway=gateway,
         site=_get(gw, "gateway", "site", str, gateway),
@@ -158,6 +199,16 @@ def parse(data: dict, base: Path) -> GatewayConfig:
         inflight=_range("batch.inflight", _get(batch, "batch", "inflight", int, 16), 1, 1000),
         backfill_after_s=_get(batch, "batch", "backfill_after_s", int, 300),
         status_interval_s=float(_get(status, "status", "interval_s", float, 30.0)),
+        tls=tls,
+        ca_file=optional_path(broker, "broker", "ca_file"),
+        cert_file=optional_path(broker, "broker", "cert_file"),
+        key_file=optional_path(broker, "broker", "key_file"),
+        username=username,
+        password=password,
+        seen_keep_per_node=_range("seen.keep_per_node",
+                                  _get(seen, "seen", "keep_per_node", int, 100_000), 1, 10**9),
+        seen_keep_days=_range("seen.keep_days", _get(seen, "seen", "keep_days", int, 7),
+                              0, 36500),
     )
 
 

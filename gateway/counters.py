@@ -4,7 +4,7 @@
     accepted   new records stored durably in the outbox
     duplicate  resends of records already stored (acknowledged again, not stored again)
     rejected   {reason: n} - frame rejects (crc, cobs, record, ...), verdicts
-               (unknown_node, bad_tag, forgery) and outbox_full
+               (unknown_node, bad_tag, forgery, stale) and outbox_full
     queued     records in the outbox now (a gauge)
     forwarded  records in batches the broker has acknowledged
     resent     records published again (after a reconnect or a restart)
@@ -34,6 +34,12 @@ class Counters:
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.counts[name] += n
+
+    def add_many(self, counts: dict[str, int], rejected: dict[str, int]) -> None:
+        """A chunk's counts at once (one lock, not one per record)."""
+        with self._lock:
+            self.counts.update(counts)
+            self.rejected.update(rejected)
 
     def reject(self, reason: str, n: int = 1) -> None:
         with self._lock:

@@ -1,6 +1,7 @@
 """Boards on serial ports: bytes in, records stored, acknowledgement frames out.
 
-One thread per port. Bytes go to a fresh frame.Decoder, the frames to Intake (verify,
+One thread per port. Bytes go to a fresh decoder (fastwire.FastDecoder, the firmware's
+frame.Decoder in effect, at C speed), the frames to Intake (verify,
 store, commit), and the acknowledgement frames go back on the same port only after
 the commit. Whatever the port delivered at once is one chunk and one commit, so a
 gateway that falls behind commits larger groups instead of more often.
@@ -21,6 +22,7 @@ import serial
 from metrotrace.firmware.metro.wire import frame as wire_frame
 
 from .counters import Counters, log_event
+from .fastwire import FastDecoder
 from .intake import Intake
 from .window import Backoff
 
@@ -34,7 +36,7 @@ class SerialIngress:
         self.opened = threading.Event()  # set while the port is open (tests wait on it)
 
     def _serve(self, ser: serial.Serial, stop: threading.Event) -> None:
-        decoder = wire_frame.Decoder()
+        decoder = FastDecoder()
         while not stop.is_set():
             data = ser.read(1)
             if not data:

@@ -17,6 +17,10 @@ a node without acknowledgements goes back to its oldest unacknowledged record an
 resends from there, so a resend of the lowest seq marks the node's oldest. The chain
 then starts at the prev of that record. (No timer: one would guess.)
 
+Stale records. A seq at or below the node's mark that the gateway has no digest for
+(pruned: outbox.py) is refused as `stale`, never stored; the node gets the mark again,
+which lets it drop the record.
+
 Invariants: a record is acknowledged only after the transaction that stored it has
 committed; a refused record (outbox full) is neither remembered nor acknowledged, so
 the node keeps it and sends it again later.
@@ -25,6 +29,7 @@ the node keeps it and sends it again later.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -34,7 +39,7 @@ from metrotrace.firmware.metro.wire import record as wire_record
 from .acks import AckTracker
 from .counters import Counters
 from .outbox import Outbox
-from .verify import ACCEPTED, DUPLICATE, FORGERY, Verifier
+from .verify import ACCEPTED, DUPLICATE, FORGERY, STALE, Verifier
 
 OUTBOX_FULL = "outbox_full"
 NOT_A_RECORD = "not_a_record"  # an A or T frame arriving at the gateway
@@ -71,23 +76,30 @@ class Intake:
 
     def receive(self, items: Iterable[wire_frame.Frame | wire_frame.Reject]) -> list[Ack]:
         now = self.clock()
-        touched: dict[bytes, int] = {}
+        items = list(items)
+        touched: dict[bytes, bool] = {}
         alerts: list[Alert] = []
         firmware: dict[bytes, str] = {}
+        tally: Counter[str] = Counter()
+        rejected: Counter[str] = Counter()
         with self.outbox.transaction():
+            records = []
             for item in items:
                 if isinstance(item, wire_frame.Reject):
-                    self.counters.reject(item.reason)
-                    continue
-                if item.type != wire_frame.RECORD:
-                    self.counters.reject(NOT_A_RECORD)
-                    continue
-                self.counters.add("received")
-                self._one(item, now, touched, alerts, firmware)
+                    rejected[item.reason] += 1
+                elif item.type != wire_frame.RECORD:
+                    rejected[NOT_A_RECORD] += 1
+                else:
+                    records.append(item)
+            self.outbox.prefetch((f["node"], f["seq"]) for f in (r.fields for r in records))
+            for item in records:
+                self._one(item, now, touched, alerts, firmware, tally, rejected)
             marks = {node: self.acks.mark(node) for node in touched}
             self.outbox.save_marks(marks)
             for node, fw in firmware.items():
                 self.outbox.set_firmware(node, fw)
+        tally["received"] = len(records)
+        self.counters.add_many(tally, rejected)
         self.counters.queued = self.outbox.depth
         for alert in alerts:
             self.alert(alert)
@@ -96,7 +108,7 @@ class Intake:
         return [Ack(node, mark, self.verifier.keys[node]) for node, mark in marks.items()]
 
     def _one(self, item: wire_frame.Frame, now: int, touched: dict, alerts: list,
-             firmware: dict) -> None:
+             firmware: dict, tally: Counter, rejected: Counter) -> None:
         fields = item.fields
         node, seq = fields["node"], fields["seq"]
         if self.outbox.room() == 0:
@@ -105,7 +117,7 @@ class Intake:
             record, _ = item.split_tag()
             known = self.outbox.digest(node, seq)
             if known is None or known != hashlib.sha256(record).digest():
-                self.counters.reject(OUTBOX_FULL)
+                rejected[OUTBOX_FULL] += 1
                 if not self._full_alerted:
                     self._full_alerted = True
                     alerts.append(Alert(OUTBOX_FULL, node, seq,
@@ -113,28 +125,34 @@ class Intake:
                 return
         else:
             self._full_alerted = False
-        verdict = self.verifier.check(item)
-        if verdict.status == ACCEPTED:
+        marked = node in self.acks.marks
+        verdict = self.verifier.check(item, self.acks.marks[node] if marked else -1)
+        status = verdict.status
+        if status == ACCEPTED:
             self.outbox.add(node, seq, verdict.record, verdict.tag, now, fields["t"],
                             fields["tq"])
-            self.counters.add("accepted")
-            fw = _firmware(fields)
-            if fw is not None:
-                firmware[node] = fw
-        elif verdict.status == DUPLICATE:
-            self.counters.add("duplicate")
+            tally["accepted"] += 1
+            kind = fields["kind"]
+            if kind == wire_record.STATUS or kind == wire_record.EVENT:
+                fw = _firmware(fields)
+                if fw is not None:
+                    firmware[node] = fw
+        elif status == DUPLICATE:
+            tally["duplicate"] += 1
         else:
-            self.counters.reject(verdict.reason or "rejected")
+            rejected[verdict.reason or "rejected"] += 1
             if verdict.reason == FORGERY:
                 alerts.append(Alert(FORGERY, node, seq,
                                     "same (node, seq) as a stored record, different bytes"))
+            if verdict.reason == STALE:
+                touched[node] = True  # answer with the mark: the node may drop it
             return
-        if node in self.acks.marks:
+        if marked:
             self.acks.stored(node, seq, fields["prev"])
             touched[node] = True
             return
         seen = self._probation.setdefault(node, {})
-        resent_lowest = verdict.status == DUPLICATE and seen and seq == min(seen)
+        resent_lowest = status == DUPLICATE and seen and seq == min(seen)
         seen[seq] = fields["prev"]
         if fields["prev"] == 0 or resent_lowest:
             del self._probation[node]

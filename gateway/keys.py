@@ -12,8 +12,16 @@ announced in the birth message, the new one endorsed by the old (an Ed25519 sign
 by the old key over b"metrotrace-rotate" | new public key | valid_from as 8 bytes BE),
 so a server that trusts the old key can register the new one.
 
+Revocation (`revoke`, for a key that may be compromised): the key stops signing at
+once, its entry keeps `revoked` (the time) and stays announced, so the server can
+refuse it; if it was the signing key a new key replaces it, without an endorsement (a
+revoked key's word is worth nothing: register the new kid out of band). Batches it
+sealed that still wait in the outbox are sealed again with the new key before they
+are published (uplink.py, Batcher.reseal).
+
 Invariant: exactly one key signs at any instant: the newest whose valid_from <= now
-and whose validity has not ended; a key file is never written world-readable.
+and whose validity has not ended, never a revoked one; a key file is never written
+world-readable.
 """
 
 from __future__ import annotations
@@ -46,9 +54,11 @@ class Entry:
     valid_until: int | None
     key: Ed25519PrivateKey
     endorsement: bytes | None = None  # by the key this one replaced
+    revoked: int | None = None  # when it was revoked
 
     def valid_at(self, now: int) -> bool:
-        return self.valid_from <= now and (self.valid_until is None or now < self.valid_until)
+        return (self.revoked is None and self.valid_from <= now
+                and (self.valid_until is None or now < self.valid_until))
 
 
 def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
@@ -99,13 +109,15 @@ class KeyRing:
                 raise KeyFileError(f"gw-{item['kid']}.pem: key does not match its kid")
             endorsement = item.get("endorsement")
             entries.append(Entry(kid, item["valid_from"], item.get("valid_until"), key,
-                                 bytes.fromhex(endorsement) if endorsement else None))
+                                 bytes.fromhex(endorsement) if endorsement else None,
+                                 item.get("revoked")))
         return cls(directory, entries)
 
     def _save(self) -> None:
         ring = {"keys": [
             {"kid": e.kid.hex(), "valid_from": e.valid_from, "valid_until": e.valid_until,
-             **({"endorsement": e.endorsement.hex()} if e.endorsement else {})}
+             **({"endorsement": e.endorsement.hex()} if e.endorsement else {}),
+             **({"revoked": e.revoked} if e.revoked is not None else {})}
             for e in self.entries
         ]}
         tmp = self.directory / (RING + ".tmp")
@@ -144,6 +156,26 @@ class KeyRing:
         self._save()
         return new
 
+    def revoke(self, kid: bytes, now: int) -> Entry | None:
+        """Revoke key `kid` from now; returns the key that replaces it, if it was the
+        one signing."""
+        entry = next((e for e in self.entries if e.kid == kid), None)
+        if entry is None:
+            raise KeyFileError(f"{self.directory}: no key {kid.hex()}")
+        was_signing = entry.valid_at(now) and self.signing(now).kid == kid
+        self.entries = [Entry(e.kid, e.valid_from, e.valid_until, e.key, e.endorsement, now)
+                        if e.kid == kid else e for e in self.entries]
+        replacement = None
+        if was_signing:
+            key = self._new_key()
+            replacement = Entry(key_id(key.public_key()), now, None, key)
+            self.entries.append(replacement)
+        self._save()
+        return replacement
+
+    def revoked(self) -> set[bytes]:
+        return {e.kid for e in self.entries if e.revoked is not None}
+
     def signing(self, now: int) -> Entry:
         valid = [e for e in self.entries if e.valid_at(now)]
         if not valid:
@@ -151,11 +183,13 @@ class KeyRing:
         return valid[-1]
 
     def announce(self, now: int) -> list[dict]:
-        """Public keys still valid or yet to come, for the birth message."""
+        """Public keys still valid or yet to come, and every revoked one, for the birth
+        message."""
         return [
             {"kid": e.kid.hex(), "public": raw_public(e.key.public_key()).hex(),
              "valid_from": e.valid_from, "valid_until": e.valid_until,
-             **({"endorsement": e.endorsement.hex()} if e.endorsement else {})}
+             **({"endorsement": e.endorsement.hex()} if e.endorsement else {}),
+             **({"revoked": e.revoked} if e.revoked is not None else {})}
             for e in self.entries
-            if e.valid_until is None or now < e.valid_until
+            if e.revoked is not None or e.valid_until is None or now < e.valid_until
         ]

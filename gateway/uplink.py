@@ -14,6 +14,12 @@ queues what it hears (PUBACKs, server status, connection loss) for that thread.
 - Records are sealed into batches only while publishing is possible, so what waited out
   an outage is sealed later, with the backfill flag.
 - While `metrotrace/v1/server/status` says offline, nothing new is published.
+- Alerts are written to the outbox first and published QoS 1 from there; each is
+  deleted on its PUBACK, so an alert raised while the broker is away, or just before
+  a kill -9, is published when the gateway is back.
+- PUBACKs heard in one turn are applied in one transaction, and as many batches as
+  the window has room for are sealed in one: one fsync each, not one per batch.
+- TLS (server CA, optional client certificate) and username/password per gateway.toml.
 
 Invariant: a batch leaves the outbox only on a successful PUBACK for a publish of it.
 """
@@ -25,6 +31,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -39,13 +46,34 @@ SERVER_STATUS = "metrotrace/v1/server/status"
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
+@dataclass(frozen=True)
+class Security:
+    """How to reach the broker: TLS files and credentials (all optional)."""
+    tls: bool = False
+    ca_file: str | None = None  # None: the system's trusted CAs
+    cert_file: str | None = None  # client certificate, for brokers that require one
+    key_file: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    def apply(self, client: mqtt.Client) -> None:
+        if self.tls:
+            client.tls_set(ca_certs=self.ca_file, certfile=self.cert_file,
+                           keyfile=self.key_file)
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+
+
 class Uplink:
     def __init__(self, *, host: str, port: int, client_id: str, keepalive: int,
                  up_topic: str, status_topic: str, alert_topic: str, outbox: Outbox,
                  batcher: Batcher, counters: Counters, window: int,
                  birth: Callable[[], dict], clock: Callable[[], int],
-                 status_interval_s: float = 30.0) -> None:
+                 status_interval_s: float = 30.0, security: Security = Security(),
+                 prune: Callable[[], None] | None = None) -> None:
         self.host, self.port, self.client_id, self.keepalive = host, port, client_id, keepalive
+        self.security = security
+        self.prune = prune
         self.up_topic, self.status_topic, self.alert_topic = up_topic, status_topic, alert_topic
         self.outbox, self.batcher, self.counters = outbox, batcher, counters
         self.window = Window(window)
@@ -62,11 +90,16 @@ class Uplink:
         self._sealed_here: set[int] = set()
         self._rebirth = False
         self._next_status = 0.0
+        self._alert_mids: dict[int, int] = {}  # paho mid -> alert id, this connection
+        self._refused = False  # the broker answered CONNECT with a failure
+        self._acked: list[int] = []  # batch seqs PUBACKed, to delete with the next commit
 
     # -- paho's thread: note and wake -----------------------------------------------
     def _on_connect(self, client, gen, flags, reason, properties) -> None:
         if reason.is_failure:
             log_event("uplink_refused", reason=str(reason))
+            self._refused = True
+            self._connected.set()  # wake _connect: the answer is no
             return
         client.subscribe(SERVER_STATUS, qos=1)
         client.publish(self.status_topic, json.dumps(self._status()), qos=1, retain=True)
@@ -99,21 +132,24 @@ class Uplink:
                              protocol=mqtt.MQTTv5, userdata=self._generation)
         client.will_set(self.status_topic, json.dumps({"state": "offline"}), qos=1,
                         retain=True)
-        client.max_inflight_messages_set(self.window.size)
+        client.max_inflight_messages_set(self.window.size + 16)  # + alerts, status
+        self.security.apply(client)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_publish, client.on_message = self._on_publish, self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self._connected.clear()
+        self._refused = False
         try:
             client.connect(self.host, self.port, self.keepalive, clean_start=False,
                            properties=props)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
             log_event("uplink_connect_failed", host=self.host, port=self.port, error=str(e))
             return False
         client.loop_start()
-        if not self._connected.wait(10):
+        if not self._connected.wait(10) or self._refused:
             client.loop_stop()
+            client.disconnect()
             return False
         self._client = client
         self.backoff.reset()
@@ -126,7 +162,9 @@ class Uplink:
             client.loop_stop()
             client.disconnect()
         self._handle_events()  # PUBACKs that arrived before the loss still count
+        self._forget_acked()
         self.window.reset()
+        self._alert_mids.clear()
         self._generation += 1
         self._connected.clear()
         log_event("uplink_lost", reason=why)
@@ -134,6 +172,7 @@ class Uplink:
     def _handle_events(self) -> str | None:
         """Apply the PUBACKs heard so far; return why the connection was lost, if it was."""
         lost = None
+        acked: list[int] = []
         while True:
             try:
                 kind, gen, value = self._events.get_nowait()
@@ -145,26 +184,48 @@ class Uplink:
                 lost = value
                 continue
             mid, failed = value
+            alert_id = self._alert_mids.pop(mid, None)
+            if alert_id is not None:
+                if not failed:
+                    self.outbox.delete_alert(alert_id)
+                continue
             if failed:
                 self.window.refused(mid)
                 self.counters.reject("broker_refused")
                 continue
-            acked = self.window.acked(mid)
-            if acked is not None:
-                self.counters.add("forwarded", self.outbox.delete_batch(acked[0]))
-        self.counters.queued = self.outbox.depth
+            batch = self.window.acked(mid)
+            if batch is not None:
+                acked.append(batch[0])
+        self._acked += acked
         return lost
 
-    def _seal(self, now: int) -> bool:
+    def _forget_acked(self) -> None:
+        """Delete the batches whose PUBACK came (inside the caller's transaction, if any)."""
+        if self._acked:
+            acked, self._acked = self._acked, []
+            self.counters.add("forwarded", self.outbox.delete_batches(acked))
+        self.counters.queued = self.outbox.depth
+
+    def _seal(self, now: int, room: int) -> bool:
+        """Seal up to `room` due batches in one transaction; True if any."""
+        sealed: list[int] = []
         with self.outbox.lock:
             if not self.batcher.due(self.outbox.pending_count, self.outbox.oldest_pending(),
                                     now):
                 return False
-            sealed = self.batcher.seal(self.outbox.take_pending(self.batcher.max_records),
-                                       self.outbox.next_batch_seq(), now)
-            self.outbox.sealed(sealed.seq, sealed.envelope, sealed.records, sealed.backfill)
-        self._sealed_here.add(sealed.seq)
-        return True
+        with self.outbox.lock, self.outbox.transaction():
+            self._forget_acked()  # the same commit: one fsync for both
+            rows = self.outbox.take_pending(self.batcher.max_records * room)
+            seq = self.outbox.next_batch_seq()
+            while rows and len(sealed) < room:
+                if len(rows) < self.batcher.max_records and sealed:
+                    break  # a partial batch waits for its own window
+                batch = self.batcher.seal(rows, seq + len(sealed), now)
+                self.outbox.sealed(batch.seq, batch.envelope, batch.records, batch.backfill)
+                sealed.append(batch.seq)
+                rows = rows[len(batch.records):]
+        self._sealed_here.update(sealed)
+        return bool(sealed)
 
     def _publish_some(self, now: int) -> None:
         client = self._client
@@ -174,12 +235,17 @@ class Uplink:
                 batch = self.outbox.batch(retry)
             else:
                 found = self.outbox.batches_after(self.window.cursor, 1)
-                if not found and self._seal(now):
+                if not found and self._seal(now, self.window.room()):
                     found = self.outbox.batches_after(self.window.cursor, 1)
                 batch = found[0] if found else None
             if batch is None:
                 return
-            info = client.publish(self.up_topic, batch.envelope, qos=1)
+            envelope = batch.envelope
+            if self.batcher.sealed_by_revoked(envelope):
+                envelope = self.batcher.reseal(envelope, now)
+                self.outbox.replace_envelope(batch.seq, envelope)
+                log_event("batch_resealed", batch=batch.seq, reason="key revoked")
+            info = client.publish(self.up_topic, envelope, qos=1)
             self.window.sent(info.mid, batch.seq, batch.records)
             if batch.seq in self._published or batch.seq not in self._sealed_here:
                 self.counters.add("resent", batch.records)  # or possibly, after a restart
@@ -195,10 +261,20 @@ class Uplink:
         self.wake.set()
 
     def alert(self, alert: dict) -> None:
+        """Keep the alert in the outbox; it is published (and deleted on PUBACK) from
+        the uplink thread."""
         log_event("alert", **alert)
+        self.outbox.add_alert(json.dumps(alert, sort_keys=True))
+        self.wake.set()
+
+    def _publish_alerts(self) -> None:
         client = self._client
-        if client is not None:
-            client.publish(self.alert_topic, json.dumps(alert), qos=1)
+        if client is None:
+            return
+        sent = set(self._alert_mids.values())
+        for alert_id, body in self.outbox.alerts():
+            if alert_id not in sent:
+                self._alert_mids[client.publish(self.alert_topic, body, qos=1).mid] = alert_id
 
     def step(self) -> float:
         """One turn of the loop; returns how long to wait for the next."""
@@ -209,8 +285,12 @@ class Uplink:
         if why is not None:
             self._drop(why)
             return self.backoff.delay()
+        self._publish_alerts()
         self._publish_some(now)
+        self._forget_acked()  # if sealing did not already
         if self._rebirth or time.monotonic() >= self._next_status:
+            if self.prune is not None:
+                self.prune()
             self._rebirth = False
             self._next_status = time.monotonic() + self.status_interval_s
             status = self._status()
@@ -228,6 +308,7 @@ class Uplink:
         client, self._client = self._client, None
         if client is not None:
             self._handle_events()
+            self._forget_acked()
             # A clean disconnect sends no Last Will: say offline ourselves.
             client.publish(self.status_topic, json.dumps({"state": "offline"}), qos=1,
                            retain=True).wait_for_publish(2)

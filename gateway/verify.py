@@ -11,6 +11,8 @@ Outcomes of `Verifier.check`:
         unknown_node  no key is provisioned for the node id in the record
         bad_tag       the HMAC tag does not match the record bytes
         forgery       (node, seq) already seen with different bytes; raises an alert
+        stale         seq at or below the node's acknowledgement mark, and no digest
+                      kept for it (pruned, or never stored here): never stored again
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from metrotrace.firmware.metro.wire import frame as wire_frame
 
@@ -30,6 +31,7 @@ REJECTED = "rejected"
 UNKNOWN_NODE = "unknown_node"
 BAD_TAG = "bad_tag"
 FORGERY = "forgery"
+STALE = "stale"
 
 
 class SeenRecords(Protocol):
@@ -53,8 +55,7 @@ class MemorySeen:
         self._seen[(node, seq)] = digest
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):  # a tuple: made once per record, so cheap to make
     status: str
     reason: str | None
     node: bytes
@@ -74,8 +75,9 @@ class Verifier:
         self.seen = seen if seen is not None else MemorySeen()
         self.counts: Counter[str] = Counter()
 
-    def check(self, frame: wire_frame.Frame) -> Verdict:
-        """Judge one RECORD frame from Decoder.feed (its fields are already decoded)."""
+    def check(self, frame: wire_frame.Frame, floor: int = -1) -> Verdict:
+        """Judge one RECORD frame from Decoder.feed (its fields are already decoded).
+        `floor`: the node's acknowledgement mark; a new seq at or below it is stale."""
         if frame.type != wire_frame.RECORD or frame.fields is None:
             raise ValueError("check() takes decoded record frames only")
         record, tag = frame.split_tag()
@@ -89,12 +91,14 @@ class Verifier:
         key = self.keys.get(node)
         if key is None:
             return verdict(REJECTED, UNKNOWN_NODE)
-        # stdlib hmac here for speed; tests pin it to the firmware's own HMAC.
-        if not hmac.compare_digest(hmac.new(key, record, "sha256").digest(), tag):
+        # stdlib hmac (one-shot, in C) for speed; tests pin it to the firmware's HMAC.
+        if not hmac.compare_digest(hmac.digest(key, record, "sha256"), tag):
             return verdict(REJECTED, BAD_TAG)
         digest = hashlib.sha256(record).digest()
         previous = self.seen.digest(node, seq)
         if previous is not None:
             return verdict(DUPLICATE) if previous == digest else verdict(REJECTED, FORGERY)
+        if seq <= floor:
+            return verdict(REJECTED, STALE)
         self.seen.remember(node, seq, digest)
         return verdict(ACCEPTED)

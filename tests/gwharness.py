@@ -169,22 +169,45 @@ class PtyNode:
     when none arrive (go-back-N, docs/protocol.md §5)."""
 
     def __init__(self, node: bytes, key: bytes, records: list[bytes], window: int = 4000,
-                 timeout: float = 0.5) -> None:
+                 timeout: float = 0.5, link: Path | None = None) -> None:
         self.node, self.key = node, key
         self.frames = [frame.record_frame(r, key) for r in records]
         self.seqs = [cbor2.loads(r)[3] for r in records]
         self.window, self.timeout = window, timeout
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # the gateway must see the bytes exactly
-        tty.setraw(self.master)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self._slave)
+        self.link = link  # a symlink we control, standing for the board's device path
+        self._io = threading.Lock()  # held while the pty is used or swapped
+        self._open_pty()
+        self.path = str(link) if link is not None else os.ttyname(self._slave)
         self.acked = 0  # index of the first unacknowledged frame
         self.goback = 0
         self.bad_acks = 0
         self.done = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _open_pty(self) -> None:
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # the gateway must see the bytes exactly
+        tty.setraw(self.master)
+        os.set_blocking(self.master, False)
+        if self.link is not None:
+            tmp = self.link.with_name(self.link.name + ".new")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(os.ttyname(self._slave))
+            os.replace(tmp, self.link)
+
+    def replug(self, gap: float) -> None:
+        """The port vanishes (pty closed, device path gone) and, `gap` seconds later,
+        comes back under the same path (a new pty); the node keeps its state."""
+        with self._io:
+            os.close(self.master)
+            os.close(self._slave)
+            self.master = self._slave = -1
+            if self.link is not None:
+                self.link.unlink()
+        time.sleep(gap)
+        with self._io:
+            self._open_pty()
 
     def start(self) -> PtyNode:
         self._thread.start()
@@ -201,16 +224,27 @@ class PtyNode:
             while not out and nxt < len(self.frames) and nxt - self.acked < self.window:
                 out += b"".join(self.frames[nxt:nxt + 64])
                 nxt = min(nxt + 64, len(self.frames))
-            want_write = [self.master] if out else []
-            readable, writable, _ = select.select([self.master], want_write, [], 0.05)
-            if writable:
-                with contextlib.suppress(BlockingIOError):  # the pty is full: next turn
-                    del out[:os.write(self.master, out)]
-            if readable:
-                try:
-                    data = os.read(self.master, 65536)
-                except (BlockingIOError, OSError):
-                    data = b""
+            with self._io:
+                if self.master < 0:  # unplugged: what the node sends now is lost
+                    out = bytearray()
+                    readable = writable = []
+                else:
+                    want_write = [self.master] if out else []
+                    readable, writable, _ = select.select([self.master], want_write, [], 0.05)
+                if writable:
+                    try:
+                        del out[:os.write(self.master, out)]
+                    except BlockingIOError:  # the pty is full: next turn
+                        pass
+                    except OSError:  # nobody at the other end: lost on the line
+                        out = bytearray()
+                data = b""
+                if readable:
+                    with contextlib.suppress(OSError):
+                        data = os.read(self.master, 65536)
+            if self.master < 0:
+                time.sleep(0.02)
+            if data:
                 before = self.acked
                 for item in decoder.feed(data):
                     if isinstance(item, frame.Frame):
@@ -232,8 +266,178 @@ class PtyNode:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
-        os.close(self.master)
-        os.close(self._slave)
+        if self.master >= 0:
+            os.close(self.master)
+            os.close(self._slave)
+
+
+def _remaining_length(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """MQTT variable byte integer at pos: (value, bytes used), or None if incomplete."""
+    value, shift = 0, 0
+    for i in range(4):
+        if pos + i >= len(buf):
+            return None
+        value |= (buf[pos + i] & 0x7F) << shift
+        if not buf[pos + i] & 0x80:
+            return value, i + 1
+        shift += 7
+    raise ValueError("malformed remaining length")
+
+
+class PubackDropper:
+    """A TCP proxy between a client and Mosquitto that reads the MQTT packets going
+    through it. When armed (`drop_next_puback`), it lets the client's next PUBLISH on
+    `topic` reach the broker, then swallows the broker's PUBACK for it and cuts both
+    connections: the broker has the message, the client never hears so. Each such
+    loss is recorded with the payload whose PUBACK was lost."""
+
+    def __init__(self, upstream_port: int, topic: str) -> None:
+        self.upstream = upstream_port
+        self.topic = topic.encode()
+        self.port = free_port()
+        self.lost: list[bytes] = []  # payloads whose PUBACK never reached the client
+        self.publishes = 0  # PUBLISH packets on `topic` passed to the broker
+        self._armed = 0
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def drop_next_puback(self) -> None:
+        with self._lock:
+            self._armed += 1
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                down.close()
+                continue
+            inflight: dict[int, bytes] = {}  # packet id -> payload, this connection
+            threading.Thread(target=self._pump, args=(down, up, inflight, True),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, down, inflight, False),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, inflight: dict,
+              to_broker: bool) -> None:
+        buf = bytearray()
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while True:
+                    length = _remaining_length(buf, 1)
+                    if length is None or len(buf) < 1 + length[1] + length[0]:
+                        break
+                    end = 1 + length[1] + length[0]
+                    packet, body = bytes(buf[:end]), bytes(buf[1 + length[1]:end])
+                    del buf[:end]
+                    if not self._forward(packet, body, inflight, to_broker):
+                        src.close()
+                        dst.close()
+                        return
+                    dst.sendall(packet)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_RDWR)
+
+    def _forward(self, packet: bytes, body: bytes, inflight: dict, to_broker: bool) -> bool:
+        kind, flags = packet[0] >> 4, packet[0] & 0x0F
+        if to_broker and kind == 3 and (flags >> 1) & 3:  # PUBLISH, QoS 1 or 2
+            topic_len = int.from_bytes(body[:2], "big")
+            if body[2:2 + topic_len] == self.topic:
+                pid_at = 2 + topic_len
+                props = _remaining_length(body, pid_at + 2)
+                payload = body[pid_at + 2 + props[1] + props[0]:]
+                inflight[int.from_bytes(body[pid_at:pid_at + 2], "big")] = payload
+                self.publishes += 1
+        elif not to_broker and kind == 4:  # PUBACK from the broker
+            payload = inflight.pop(int.from_bytes(body[:2], "big"), None)
+            with self._lock:
+                if payload is not None and self._armed:
+                    self._armed -= 1
+                    self.lost.append(payload)
+                    return False
+        return True
+
+    def close(self) -> None:
+        self._server.close()
+
+
+class TlsMosquitto(Mosquitto):
+    """Mosquitto with a plain listener (for test clients) and a TLS listener that wants
+    a username and password (for the gateway), its certificate from a CA made here."""
+
+    def __init__(self, directory: Path, username: str, password: str) -> None:
+        super().__init__(directory)
+        self.tls_port = free_port()
+        self.ca_file = directory / "ca.pem"
+        cert, key = directory / "broker.pem", directory / "broker.key"
+        _make_ca_and_server_cert(self.ca_file, cert, key)
+        passwd = directory / "passwd"
+        passwd.write_text("")
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), username, password],
+                       check=True, capture_output=True)
+        passwd.chmod(0o600)
+        base = self.conf.read_text().replace(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n", "")
+        # As root, mosquitto drops to user `mosquitto`, who cannot read these 0600
+        # files in a private test directory: keep the test broker as the test's user.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(
+            f"{user}per_listener_settings true\n{base}"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.tls_port} 127.0.0.1\nallow_anonymous false\n"
+            f"password_file {passwd}\ncafile {self.ca_file}\ncertfile {cert}\n"
+            f"keyfile {key}\n")
+
+
+def _make_ca_and_server_cert(ca_file: Path, cert_file: Path, key_file: Path) -> None:
+    """A self-signed CA and a certificate for 127.0.0.1/localhost that it signs."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "metrotrace test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                       False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_file.chmod(0o600)
 
 
 def gateway_dir(directory: Path, broker_port: int, nodes: dict[bytes, bytes],
@@ -247,13 +451,14 @@ def gateway_dir(directory: Path, broker_port: int, nodes: dict[bytes, bytes],
     outbox = {"path": "outbox.sqlite", "max_records": 1_000_000}
     outbox.update(settings.pop("outbox", {}))
     wifi = settings.pop("wifi", False)
+    broker = {"port": broker_port, "keepalive_s": 5, **settings.pop("broker", {})}
 
     def table(d: dict) -> str:
         return "\n".join(f"{k} = {json.dumps(v)}" for k, v in d.items())
     config = directory / "gateway.toml"
     config.write_text(
         f'[gateway]\nid = "gw-test"\nsite = "test-site"\n\n'
-        f"[broker]\nport = {broker_port}\nkeepalive_s = 5\n\n"
+        f"[broker]\n{table(broker)}\n\n"
         f"[serial]\nports = {json.dumps(list(ports))}\n\n"
         f"[wifi]\nenabled = {json.dumps(wifi)}\n\n"
         f"[outbox]\n{table(outbox)}\n\n[batch]\n{table(batch)}\n\n"

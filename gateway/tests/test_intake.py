@@ -86,3 +86,30 @@ def test_first_contact_settles_when_the_lowest_seq_is_resent(tmp_path):
     assert intake.receive(records) == []  # the node goes back to 100: lowest is now 100
     (ack,) = intake.receive(records[:1])  # and again: 100 is its oldest
     assert ack.seq == 105
+
+
+def test_pruned_digests_make_old_resends_stale_never_stored_and_keep_the_outbox_covered(
+        tmp_path):
+    day = 86_400_000
+    clock = [10 * day]
+    box = Outbox(tmp_path / "o.sqlite", 1000, clock=lambda: clock[0])
+    counters = Counters()
+    intake = Intake(Verifier({NODE: KEY}, seen=box), box, counters, lambda: clock[0],
+                    lambda a: None)
+    intake.receive(frames(range(1, 101)))  # day 10: 1..100, acknowledged up to 100
+    clock[0] = 20 * day
+    assert box.prune(keep_per_node=10, keep_ms=7 * day) == 0  # all still in the outbox
+    box.sealed(box.next_batch_seq(), b"env", box.take_pending(100), False)
+    box.delete_batches([1])  # forwarded: the outbox is empty now
+    intake.receive(frames(range(101, 121)))  # day 20: 101..120, in the outbox
+    # Digests older than 7 days, at or below the mark, beyond the newest 10: 1..100 go.
+    assert box.prune(keep_per_node=10, keep_ms=7 * day) == 100
+    assert box.digest(NODE, 100) is None and box.digest(NODE, 101) is not None
+    (ack,) = intake.receive(frames([50]))  # an old record again (a replay)...
+    assert ack.seq == 120 and box.depth == 20  # ...refused, not stored; the mark repeated
+    (ack,) = intake.receive(frames([50], net=7))  # other bytes: refused the same way
+    assert counters.snapshot()["rejected"] == {"stale": 2}
+    (ack,) = intake.receive(frames([110]))  # a kept digest: a duplicate as before
+    assert counters.snapshot()["duplicate"] == 1 and box.depth == 20
+    (ack,) = intake.receive(frames([121]))  # new records flow
+    assert ack.seq == 121 and box.depth == 21

@@ -46,3 +46,36 @@ def test_rotation_signs_with_the_new_key_and_keeps_the_old_valid_for_the_overlap
     old.key.public_key().verify(new.endorsement, message)
     with pytest.raises(InvalidSignature):
         old.key.public_key().verify(new.endorsement, message + b"x")
+
+
+def test_revoking_the_signing_key_replaces_it_and_announces_the_revocation(tmp_path):
+    ring = KeyRing.create(tmp_path / "keys", 0)
+    old = ring.signing(HOUR)
+    new = ring.revoke(old.kid, 2 * HOUR)
+    ring = KeyRing.load(tmp_path / "keys")  # kept on disk
+    assert new is not None and new.endorsement is None  # a revoked key endorses nothing
+    assert ring.signing(2 * HOUR).kid == new.kid and ring.revoked() == {old.kid}
+    announced = {k["kid"]: k for k in ring.announce(100 * HOUR)}
+    assert announced[old.kid.hex()]["revoked"] == 2 * HOUR
+    with pytest.raises(KeyFileError, match="no key"):
+        ring.revoke(b"\x00" * 16, 3 * HOUR)
+
+
+def test_a_batch_sealed_by_a_revoked_key_is_sealed_again_by_the_new_one(tmp_path):
+    from metrotrace.gateway.batcher import Batcher
+    from metrotrace.gateway.envelope import open_envelope
+    from metrotrace.gateway.outbox import PendingRecord
+
+    ring = KeyRing.create(tmp_path / "keys", 0)
+    batcher = Batcher("gw", "metrotrace/v1/gw/gw/up", ring, 10, 0, 10**9)
+    rows = [PendingRecord(1, b"\xa0", b"t" * 32, HOUR, HOUR, 1)]
+    sealed = batcher.seal(rows, 7, HOUR).envelope
+    assert not batcher.sealed_by_revoked(sealed)
+    old = ring.signing(HOUR)
+    new = ring.revoke(old.kid, 2 * HOUR)
+    assert batcher.sealed_by_revoked(sealed)
+    again = batcher.reseal(sealed, 3 * HOUR)
+    keys = {new.kid: new.key.public_key()}
+    opened = open_envelope(again, "metrotrace/v1/gw/gw/up", keys.get)
+    assert opened.kid == new.kid and opened.batch.seq == 7
+    assert opened.batch.records == ((b"\xa0", b"t" * 32),)
