@@ -52,7 +52,9 @@ class SerialIngress:
         backoff = Backoff(0.1, 5.0)
         while not stop.is_set():
             try:
-                ser = serial.Serial(self.port, self.baud, timeout=0.05, write_timeout=5)
+                # A device path, or a pyserial URL (socket://, rfc2217://) for remote rigs.
+                ser = serial.serial_for_url(self.port, baudrate=self.baud, timeout=0.05,
+                                            write_timeout=5)
             except (serial.SerialException, OSError) as e:
                 log_event("serial_open_failed", port=self.port, error=str(e))
                 stop.wait(backoff.delay())
