@@ -21,7 +21,7 @@ import pytest
 from metrotrace.firmware.metro.wire import frame
 from metrotrace.gateway.verify import ACCEPTED, Verifier
 from tests import micropython
-from tests.test_firmware_resets import HEAP, compile_firmware
+from tests.test_firmware_resets import HEAP_DRIVEN, compile_firmware
 
 pytestmark = pytest.mark.micropython
 
@@ -63,7 +63,7 @@ class Node:
     def __init__(self, build: Path, cfg: Path) -> None:
         env = {"MICROPYPATH": f".frozen:{build}", "PATH": "/usr/bin:/bin"}
         self.proc = subprocess.Popen(
-            [micropython.interpreter(), "-X", f"heapsize={HEAP}", "-m", "metro.app.host",
+            [micropython.interpreter(), "-X", f"heapsize={HEAP_DRIVEN}", "-m", "metro.app.host",
              str(cfg)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
         self.lines: queue.Queue = queue.Queue()

@@ -21,9 +21,11 @@ def test_wire_vectors_pass_under_micropython_with_64k_heap():
 # Node logic and drivers (firmware/tests). Each module runs in its own interpreter:
 # the modules are compiled from source at import, which needs heap of its own;
 # test_node imports the whole node and gets 128k for that (tests/test_firmware_resets.py
-# measures the deployed, precompiled node).
+# measures the deployed, precompiled node). mp_flash (MicroPython only: littlefs on a
+# RAM block device as the data dir) fills the flash for real: flash_full, then recovery.
 FIRMWARE_MODULES = (("test_outbox", "64k"), ("test_metrology", "64k"),
-                    ("test_drivers", "64k"), ("test_config", "64k"), ("test_node", "128k"))
+                    ("test_drivers", "64k"), ("test_config", "64k"), ("test_net", "64k"),
+                    ("test_node", "128k"), ("mp_flash", "128k"))
 
 
 @pytest.mark.parametrize(("module", "heap"), FIRMWARE_MODULES)

@@ -4,6 +4,7 @@
 # Boards: ESP32 (sys.platform "esp32") and Raspberry Pi Pico / Pico W ("rp2").
 
 import asyncio
+import gc
 import sys
 import time
 
@@ -52,6 +53,7 @@ def pulse_counter(pc):
 
 
 async def main():
+    gc.threshold(max(4096, (gc.mem_alloc() + gc.mem_free()) // 16))  # see app/host.py
     cfg = config.load("/config.json")
     node_id = machine.unique_id()
     fw, fw_hash = firmware_id(cfg["fw_version"], "/lib/metro")
@@ -83,11 +85,34 @@ async def main():
     asyncio.create_task(console.console_loop(node, sys.stdin))
     asyncio.create_task(tasks.wdt_loop(health, machine.WDT(timeout=cfg["wdt_ms"]),
                                        cfg["wdt_ms"] // 4))
+    if cfg["link"]["kind"] == "mqtt":  # Wi-Fi board: MQTT to the site broker, NTP time
+        await wifi_uplink(cfg, node, key, health)
+        return
     link = uart(cfg["link"]["uart"])
     reader = asyncio.StreamReader(link)
     writer = asyncio.StreamWriter(link, {})
     asyncio.create_task(tasks.rx_loop(node, reader, key))
     await tasks.tx_loop(node, writer, health, cfg["link"].get("period_ms", 20))
+
+
+async def wifi_uplink(cfg, node, key, health):
+    import network
+
+    from metro.net.uplink import Uplink, settings
+
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    wifi = cfg.get("wifi") or {}
+    wlan.connect(wifi.get("ssid", ""), wifi.get("password", ""))  # reconnects on its own
+    ntp = cfg.get("ntp")
+    if ntp:
+        from metro.net.timesync import ntp_loop
+
+        asyncio.create_task(ntp_loop(node, ntp["host"], ntp.get("port", 123),
+                                     ntp.get("every_s", 3600), ntp.get("retry_s", 10)))
+    uplink = Uplink(node, key, settings(cfg["link"], node.producer.node.hex()), health,
+                    cfg["link"].get("period_ms", 20))
+    await uplink.run()  # connect attempts fail and back off until Wi-Fi is up
 
 
 asyncio.run(main())

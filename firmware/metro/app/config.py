@@ -63,14 +63,51 @@ def _hex(cfg, name, sizes):
     return raw
 
 
+def _int(value, name, low, high):
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError("%s: integer from %d to %d" % (name, low, high))
+
+
+def _check_mqtt(m):
+    if not isinstance(m, dict):
+        raise ConfigError("link.mqtt: expected an object {broker, port, ...}")
+    if not isinstance(m.get("broker"), str) or not m["broker"]:
+        raise ConfigError("link.mqtt.broker: host name or address of the site broker")
+    _int(m.get("port", 1883), "link.mqtt.port", 1, 65535)
+    # 0 would switch keepalive off, and with it the Last Will (MQTT 3.1.1 §3.1.2.10)
+    _int(m.get("keepalive_s", 60), "link.mqtt.keepalive_s", 1, 65535)
+    cid = m.get("client_id", "metro")
+    if not isinstance(cid, str) or not 0 < len(cid) <= 23:
+        raise ConfigError("link.mqtt.client_id: 1 to 23 characters (MQTT 3.1.1 §3.1.3.1)")
+    for name in ("user", "password"):
+        if name in m and not isinstance(m[name], str):
+            raise ConfigError("link.mqtt.%s: expected text" % name)
+    tls = m.get("tls", False)
+    if not (tls is False or (isinstance(tls, dict) and isinstance(tls.get("ca", ""), str))):
+        raise ConfigError("link.mqtt.tls: false, or {\"ca\": PEM file path}")
+
+
+def _check_ntp(n):
+    if not isinstance(n, dict) or not isinstance(n.get("host"), str):
+        raise ConfigError("ntp.host: expected the NTP server's host name")
+    _int(n.get("port", 123), "ntp.port", 1, 65535)
+    _int(n.get("every_s", 3600), "ntp.every_s", 1, 86400)
+    _int(n.get("retry_s", 10), "ntp.retry_s", 1, 86400)
+
+
 def check(cfg):
     _hex(cfg, "key", (32,))
     if "node" in cfg:
         _hex(cfg, "node", tuple(range(1, 17)))
     if cfg["outbox"]["policy"] != "block":
         raise ConfigError("outbox.policy: only \"block\" is offered")
-    if cfg["link"]["kind"] not in ("uart", "tcp"):
-        raise ConfigError("link.kind: one of uart, tcp (mqtt is not in this release)")
+    kind = cfg["link"]["kind"]
+    if kind not in ("uart", "tcp", "mqtt"):
+        raise ConfigError("link.kind: one of uart, tcp, mqtt")
+    if kind == "mqtt":
+        _check_mqtt(cfg["link"].get("mqtt"))
+    if "ntp" in cfg:
+        _check_ntp(cfg["ntp"])
     scale = cfg.get("scale")
     if scale:
         for name in ("inst", "e", "max"):

@@ -3,7 +3,8 @@
 #
 #   MICROPYPATH=firmware micropython -X heapsize=64k -m metro.app.host CONFIG.json
 #
-# Config as on a board, plus "gateway": {"host", "port"}, "sim": {"seed", ...} and
+# Config as on a board, plus "gateway": {"host", "port"} (or link.kind "mqtt" and
+# link.mqtt: net/uplink.py, to a real broker; "ntp" for SNTP), "sim": {"seed", ...} and
 # "heap_probe": true to print {"heap": {...}} lines (peak live heap after gc.collect).
 # "sim": {"driven": true}: the instruments obey JSON-lines commands on stdin instead of
 # simulating a day (sim/driven.py, app/console.py). Console: one {"rec": {...}} line
@@ -95,8 +96,36 @@ def _boot(path):
     return cfg, node
 
 
+def _unload(names):
+    """Forget modules: out of sys.modules AND off their package, whose attribute (set by
+    the import) would otherwise keep the module and all its bytecode alive."""
+    for name in names:
+        if sys.modules.pop(name, None) is not None:
+            dot = name.rfind(".")
+            package = sys.modules.get(name[:dot])
+            if package is not None and hasattr(package, name[dot + 1:]):
+                delattr(package, name[dot + 1:])
+    gc.collect()
+
+
+def compact_gc():
+    """Collect after every 1/16 of the heap allocated, not only when it is exhausted.
+
+    MicroPython's allocator takes the first free run from the bottom; collected only
+    when full, garbage lies all over the heap and long-lived objects made meanwhile land
+    between it, leaving holes too small for a 640-byte module load while 30 KiB are
+    free (docs/firmware.md, "Memory"). Frequent small collections keep the live
+    objects packed at the bottom and the free space in one piece."""
+    gc.threshold(max(4096, (gc.mem_alloc() + gc.mem_free()) // 16))
+
+
 async def run(path):
+    compact_gc()
     cfg, node = _boot(path)
+    # Unload the boot-only modules before the run-time ones are imported: their bytecode
+    # then takes the room the boot code (and fwid's file reading) left, instead of
+    # looking for a hole next to it (a 640-byte MemoryError at 144k came from that).
+    _unload(BOOT_ONLY)
     sim = cfg.get("sim", {})
     health = tasks.Health(cfg.get("health_ms", 5000))
     probe = tasks.HeapProbe() if cfg.get("heap_probe") else None
@@ -118,14 +147,30 @@ async def run(path):
         asyncio.create_task(console.console_loop(node, sys.stdin, stim.command))
     if probe:
         asyncio.create_task(_heap_report(probe, node, 500))
-    gw = cfg["gateway"]
-    link = (gw["host"], gw["port"], cfg["link"].get("period_ms", 5), bytes.fromhex(cfg["key"]))
-    cfg = sim = gw = None  # the configuration is not needed any more: free it
-    for name in BOOT_ONLY:
-        sys.modules.pop(name, None)
-    gc.collect()
+    key = bytes.fromhex(cfg["key"])
+    period = cfg["link"].get("period_ms", 5)
+    if cfg["link"]["kind"] == "mqtt":  # a Wi-Fi board's uplink, to a real broker
+        from ..net.uplink import Uplink, settings
+
+        uplink = Uplink(node, key, settings(cfg["link"], node.producer.node.hex()), health,
+                        period, probe)
+        link = None
+    else:
+        gw = cfg["gateway"]
+        link = (gw["host"], gw["port"], period, key)
+    ntp = cfg.get("ntp")
+    if ntp:
+        from ..net.timesync import ntp_loop
+
+        asyncio.create_task(ntp_loop(node, ntp["host"], ntp.get("port", 123),
+                                     ntp.get("every_s", 3600), ntp.get("retry_s", 10)))
+    cfg = sim = gw = ntp = rig = None  # the configuration is not needed any more: free it
+    _unload(BOOT_ONLY)
     print('{"ready": true}')
-    await _connection(node, link, health, probe)
+    if link is None:
+        await uplink.run()
+    else:
+        await _connection(node, link, health, probe)
 
 
 def main(argv):

@@ -95,6 +95,10 @@ class Node:
             for event in self.sender.acked(value, now_ms):
                 self.producer.event(event["code"], event["detail"])
         elif frame.type == wire_frame.TIME:
-            t, tq = self.clock.now()
-            if tq != TQ_GATEWAY or abs(value - t) > 1000:  # log steps, not jitter
-                self.producer.event("clock_set", self.clock.set(value, TQ_GATEWAY))
+            self.set_time(value, TQ_GATEWAY)
+
+    def set_time(self, utc_ms, tq):
+        """The gateway (tq 2) or NTP (tq 1) says the time: steps are audited."""
+        t, old_tq = self.clock.now()
+        if tq != old_tq or abs(utc_ms - t) > 1000:  # log steps, not jitter
+            self.producer.event("clock_set", self.clock.set(utc_ms, tq))

@@ -12,7 +12,7 @@
 #   OutboxFull; when the file system is full, FlashFull. The caller decides and logs.
 #
 # Each entry holds the payload of a wire R frame (record bytes and tag), in the
-# format of segment.py.
+# format of segment.py (which also has the Segment descriptor and the reading Cursor).
 #
 # Errors:  OutboxError
 #            +-- OutboxFull   the configured bound is reached (policy decides)
@@ -20,7 +20,7 @@
 
 import os
 
-from .segment import HEAD, MAX_PAYLOAD, pack, read_entry, scan_segment
+from .segment import MAX_PAYLOAD, Cursor, Segment, pack, scan_segment
 
 ENOSPC = 28
 
@@ -41,16 +41,6 @@ def _name(num):
     return "%08d.seg" % num
 
 
-class Segment:
-    def __init__(self, num, first, last, count, size, sealed):
-        self.num = num
-        self.first = first  # seq of its first record, 0 when empty
-        self.last = last
-        self.count = count
-        self.size = size  # bytes of valid entries
-        self.sealed = sealed  # damaged tail: never append here again
-
-
 class Outbox:
     def __init__(self, root, seg_bytes=4096, max_bytes=65536, reserve_bytes=2048):
         self.root = root
@@ -68,15 +58,15 @@ class Outbox:
             if name.endswith(".seg"):
                 self._load(int(name[:-4]))
 
-    def _path(self, num):
+    def path(self, num):
         return self.root + "/" + _name(num)
 
     def _load(self, num):
-        entries, size, damaged = scan_segment(self._path(num))
+        entries, size, damaged = scan_segment(self.path(num))
         if damaged:
             self.damaged_tails += 1
         if not entries:  # created, then cut before its first record: holds nothing
-            os.remove(self._path(num))
+            os.remove(self.path(num))
             return
         self.segments.append(Segment(num, entries[0][0], entries[-1][0], len(entries),
                                      size, damaged))
@@ -106,7 +96,7 @@ class Outbox:
             seg = Segment((seg.num + 1) if seg else 1, seq, 0, 0, 0, False)
             self.segments.append(seg)
         try:
-            with open(self._path(seg.num), "ab") as f:
+            with open(self.path(seg.num), "ab") as f:
                 f.write(entry)
                 f.flush()
         except OSError as e:
@@ -125,7 +115,7 @@ class Outbox:
         if seq > self.acked:
             self.acked = seq
         while len(self.segments) > 1 and self.segments[0].last <= self.acked:
-            os.remove(self._path(self.segments.pop(0).num))
+            os.remove(self.path(self.segments.pop(0).num))
 
     def backlog(self):
         """Records on flash not yet acknowledged."""
@@ -134,37 +124,10 @@ class Outbox:
             if s.first > self.acked:
                 n += s.count
             elif s.last > self.acked:
-                for seq, _ in scan_segment(self._path(s.num))[0]:
+                for seq, _ in scan_segment(self.path(s.num))[0]:
                     n += seq > self.acked
         return n
 
     def cursor(self):
         """A Cursor at the oldest record not yet acknowledged."""
         return Cursor(self)
-
-
-class Cursor:
-    """Reads records oldest first across segments; survives segment deletion."""
-
-    def __init__(self, box):
-        self.box = box
-        self.num = box.segments[0].num if box.segments else 1
-        self.offset = 0
-
-    def next(self):
-        """(seq, payload) of the next unacknowledged record, or None when caught up."""
-        box = self.box
-        for seg in box.segments:
-            if seg.num < self.num:
-                continue
-            if seg.num > self.num:
-                self.num, self.offset = seg.num, 0
-            while self.offset < seg.size:
-                got = read_entry(box._path(seg.num), self.offset)
-                if got is None:  # cannot happen below seg.size unless flash rots
-                    self.offset = seg.size
-                    break
-                self.offset += HEAD + len(got[1])
-                if got[0] > box.acked:
-                    return got
-        return None

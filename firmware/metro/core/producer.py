@@ -8,7 +8,8 @@
 #   and counted, one "buffer_full" (or "flash_full") event is stored in the reserve,
 #   and when acknowledgements free room a "buffer_ok" event says how many were
 #   refused. Dispenses and events go into the reserve: fuel that has flowed cannot
-#   be refused. Status records are skipped while blocked.
+#   be refused. Status records are skipped while blocked. Measurements resume once the
+#   outbox is below 75 % of what it held when it blocked (of its bound, at most).
 #
 # Audit event codes (kind 6, OIML D 31 6.2.3.6), detail in brackets:
 #   power_up [reset, fw, fw_sha256, n]   param_change / cal_change [param, old, new,
@@ -39,6 +40,7 @@ class Producer:
         self.log = log
         self.prev = outbox.last_seq()
         self.blocked = None  # None, or the event code that blocked measurements
+        self.full_at = 0  # outbox bytes when it blocked
         self.refused = 0  # measurement records refused while blocked
         self.unstored = 0  # records that even the reserve could not hold
         self.made = 0
@@ -62,6 +64,7 @@ class Producer:
                 return None
             if not self.blocked:
                 self.blocked = code
+                self.full_at = self.outbox.used_bytes()
                 self.log("metro: %s, measurements stopped: %s" % (code, full))
                 self._try_event(code, {"bytes": self.outbox.used_bytes()})
             if kind != "status":
@@ -82,7 +85,10 @@ class Producer:
             self.log("metro: %s event not stored" % code)
 
     def _maybe_resume(self):
-        if self.outbox.used_bytes() * 100 < self.outbox.max_bytes * RESUME_PERCENT:
+        # A full file system can stop the outbox below its own bound: resume only once
+        # acknowledgements have freed a quarter of what was stored when it filled.
+        if self.outbox.used_bytes() * 100 < min(self.full_at, self.outbox.max_bytes) * \
+                RESUME_PERCENT:
             self.blocked = None
             refused, self.refused = self.refused, 0
             self._try_event("buffer_ok", {"refused": refused})

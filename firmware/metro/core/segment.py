@@ -5,6 +5,9 @@
 # Invariant: an entry is accepted only whole and with a matching CRC; the first bad
 # entry ends the valid part of a segment (a damaged tail left by a reset or power
 # loss), and nothing after it is read.
+#
+# Also here: Segment, what the outbox knows of one file, and Cursor, which reads the
+# outbox's records oldest first (outbox.py owns the files; these only read them).
 
 import struct
 
@@ -55,3 +58,40 @@ def read_entry(path, offset):
     if len(body) < n or crc32(head[3:11] + body) != crc:
         return None
     return seq, body
+
+
+class Segment:
+    def __init__(self, num, first, last, count, size, sealed):
+        self.num = num
+        self.first = first  # seq of its first record, 0 when empty
+        self.last = last
+        self.count = count
+        self.size = size  # bytes of valid entries
+        self.sealed = sealed  # damaged tail: never append here again
+
+
+class Cursor:
+    """Reads records oldest first across segments; survives segment deletion."""
+
+    def __init__(self, box):
+        self.box = box
+        self.num = box.segments[0].num if box.segments else 1
+        self.offset = 0
+
+    def next(self):
+        """(seq, payload) of the next unacknowledged record, or None when caught up."""
+        box = self.box
+        for seg in box.segments:
+            if seg.num < self.num:
+                continue
+            if seg.num > self.num:
+                self.num, self.offset = seg.num, 0
+            while self.offset < seg.size:
+                got = read_entry(box.path(seg.num), self.offset)
+                if got is None:  # cannot happen below seg.size unless flash rots
+                    self.offset = seg.size
+                    break
+                self.offset += HEAD + len(got[1])
+                if got[0] > box.acked:
+                    return got
+        return None
