@@ -12,12 +12,18 @@ Modules, one job each:
     trend.py       forgetting least squares of r over time -> predicted crossing date
     zero.py        zero drift: the check kernel run over zero readings
     pulses.py      dispenser pulses vs indicated volume (> 0.6 % repeated)
-    kernels.py     the numba kernel over columnar readings grouped by instrument, and
-                   its validating wrapper (batch = stream: state carried between calls)
+    fold.py        one instrument's fold, one reading at a time, branch-light
+    kernels.py     the numba kernel over columnar readings grouped by instrument (two
+                   instruments interleaved per thread), and its validating wrapper
+                   (batch = stream: state carried between calls)
     fleet.py       per-instrument state: ok / warning / drifting / out_of_tolerance /
                    overdue_verification, first alarm, predicted crossing
     io.py          CSV / Parquet readers with the column contract (docs/metrology.md)
-    cli.py         `metrotrace drift analyze`
+    storeio.py     the same columns read from a metrotrace store (SQLite / PostgreSQL)
+    analysis.py    registry + readings -> fleet report, fed in time slices
+    monitor.py     periodic run for the server: state changes -> alert rows / MQTT
+    simulate.py    fleets with known truth (ARL0, detection delay)
+    cli.py         `metrotrace drift analyze` (files, or a store)
 
 Errors (all are ValueError, so callers that validate input can catch one type):
 

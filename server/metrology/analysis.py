@@ -29,12 +29,25 @@ def _slice(grouped: io.Grouped, lo: float, hi: float):
 def analyze(registry_path, readings_path, now_ms: int, *, tables_dir=None, batches: int = 10,
             params: kernels.Params | None = None,
             on_batch: Callable[[int, int], None] | None = None) -> list[dict]:
-    params = params or kernels.Params()
-    instruments, verified, due = io.registry(registry_path)
-    spec = kernels.FleetSpec.build(instruments, tables.load(tables_dir), since=verified)
+    """Registry and readings files (CSV / Parquet) -> fleet report rows."""
+    instruments, verified, due, sigma = io.registry(registry_path)
     data = io.readings(readings_path, [inst.id for inst in instruments])
+    return report(instruments, verified, due, data, now_ms, tables_dir=tables_dir,
+                  batches=batches, params=params, sigma=sigma, on_batch=on_batch)
+
+
+def report(instruments, verified, due, data: dict[str, io.Grouped], now_ms: int, *,
+           tables_dir=None, batches: int = 10, params: kernels.Params | None = None,
+           sigma: np.ndarray | None = None,
+           on_batch: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Registry columns and grouped readings -> fleet report rows. `sigma`: per instrument
+    check-process standard deviation in base units (NaN: estimate it from the baseline)."""
+    params = params or kernels.Params()
+    spec = kernels.FleetSpec.build(instruments, tables.load(tables_dir), since=verified)
     n = len(instruments)
-    checks, zeros, dispenses = S.new(n, params.baseline), S.new(n, params.baseline), pulses.new(n)
+    checks = S.new(n, params.baseline, mu0=None if sigma is None else np.where(
+        np.isnan(sigma), np.nan, 0.0), sigma=sigma)
+    zeros, dispenses = S.new(n, params.baseline), pulses.new(n)
     ml = np.array([1000 // PER_LITRE.get(inst.unit, 1000) for inst in instruments], np.int64)
     times = np.concatenate([g.columns["t"] for g in data.values()])
     edges = np.linspace(times.min(), times.max() + 1, batches + 1) if times.size else [0, 1]

@@ -1,4 +1,5 @@
-"""`metrotrace drift analyze`: the fleet report from a registry and a readings file.
+"""`metrotrace drift analyze`: the fleet report from a registry and a readings file, or
+from a store (`--data-dir` / `--db`, tools/storeargs.py) when no files are named.
 
 Registration imports nothing heavy (numba, pyarrow load only when the command runs).
 """
@@ -20,19 +21,32 @@ def _analyze(args: argparse.Namespace) -> int:
 
     now = args.now if args.now is not None else int(time.time() * 1000)
     err = Console(stderr=True)
+    if (args.registry is None) != (args.readings is None):
+        err.print("[red]drift analyze: name both REGISTRY and READINGS, or neither (store)[/red]")
+        return 2
+    skipped: dict[str, int] = {}
     try:
         with Progress(console=err, transient=True, disable=args.no_progress) as progress:
             task = progress.add_task("analysing", total=args.batches)
-            report = analysis.analyze(args.registry, args.readings, now,
-                                      tables_dir=args.tables, batches=args.batches,
-                                      on_batch=lambda done, _: progress.update(task,
-                                                                               completed=done))
+
+            def on_batch(done, _total):
+                progress.update(task, completed=done)
+
+            if args.registry is not None:
+                report = analysis.analyze(args.registry, args.readings, now,
+                                          tables_dir=args.tables, batches=args.batches,
+                                          on_batch=on_batch)
+            else:
+                report, skipped = _from_store(args, now, on_batch)
     except MetrologyError as exc:
         err.print(f"[red]drift analyze: {exc}[/red]")
         return 2
+    for reason, count in skipped.items():
+        err.print(f"drift analyze: skipped {count} records: {reason}")
     shown = [r for r in report if args.all or r["state"] != "ok"]
     if args.json:
-        json.dump({"now_ms": now, "instruments": len(report), "report": shown}, sys.stdout)
+        json.dump({"now_ms": now, "instruments": len(report), "report": shown,
+                   "skipped_records": skipped}, sys.stdout)
         sys.stdout.write("\n")
         return 0
     table = Table(title=f"{len(shown)} of {len(report)} instruments")
@@ -49,13 +63,47 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _from_store(args: argparse.Namespace, now: int, on_batch):
+    from metrotrace.server.metrology import analysis, storeio
+    from metrotrace.server.metrology.errors import InputError
+    from metrotrace.server.store import open_store
+    from metrotrace.tools.storeargs import store_url
+
+    type_tables = {}
+    for item in args.table or ():
+        kind, sep, table = item.partition("=")
+        if not sep:
+            raise InputError(f"--table: expected TYPE=TABLE, got {item!r}")
+        type_tables[kind] = table
+    from metrotrace.server.store import StoreError
+
+    try:
+        store = open_store(store_url(args))
+    except StoreError as exc:
+        raise InputError(f"store: {exc}") from exc
+    try:
+        loaded = storeio.load(store, type_tables)
+    finally:
+        store.close()
+    report = analysis.report(loaded.instruments, loaded.verified, loaded.due, loaded.data, now,
+                             tables_dir=args.tables, batches=args.batches, on_batch=on_batch)
+    return report, dict(loaded.skipped)
+
+
 def register(subparsers) -> None:
+    from metrotrace.tools.storeargs import add_store_args
+
     drift = subparsers.add_parser("drift", help="metrology: tolerance and drift of instruments")
     sub = drift.add_subparsers(dest="drift_command", required=True)
     p = sub.add_parser("analyze", help="fleet report: ok / warning / drifting / "
                        "out_of_tolerance / overdue_verification per instrument")
-    p.add_argument("registry", help="registry file (CSV or Parquet), see docs/metrology.md")
-    p.add_argument("readings", help="readings file (CSV or Parquet), see docs/metrology.md")
+    p.add_argument("registry", nargs="?", help="registry file (CSV or Parquet), see "
+                   "docs/metrology.md; without files the store is read")
+    p.add_argument("readings", nargs="?", help="readings file (CSV or Parquet)")
+    add_store_args(p)
+    p.add_argument("--table", action="append", metavar="TYPE=TABLE",
+                   help="MPE table for a store instrument type (default NAWI=oiml-r76, "
+                   "fuel_dispenser=oiml-r117); repeatable")
     p.add_argument("--now", type=int, default=None, help="UTC ms to report at (default: now)")
     p.add_argument("--tables", default=None, help="folder of MPE tables (default: built-in)")
     p.add_argument("--batches", type=int, default=10, help="time slices fed to the kernels")

@@ -2,11 +2,13 @@
 
 Invariant: the state is the worst that holds, in this order:
   out_of_tolerance      a check outside the in-service MPE since the last verification
-  drifting              a CUSUM or EWMA signal on checks or zero readings, or the pulse
-                        comparison's repeated anomaly (dispensers)
+  drifting              a confirmed CUSUM or EWMA signal on checks or zero readings (a
+                        signal within Params.confirm_within readings of the previous one),
+                        or the pulse comparison's repeated anomaly (dispensers)
   overdue_verification  the verification due date has passed
-  warning               |r| > 0.8 seen, a pulse anomaly, or a predicted MPE crossing
-                        before the due date (or within `horizon_days` without one)
+  warning               |r| > 0.8 seen, an unconfirmed chart signal, a pulse anomaly, or a
+                        predicted MPE crossing before the due date (or within
+                        `horizon_days` without one)
   ok
 Computed vectorised over the state arrays; no Python loop per instrument until the rows
 are written out.
@@ -42,20 +44,23 @@ def classify(checks: np.ndarray, now_ms: int, due_ms: np.ndarray | None = None,
     limit = np.where(np.isnan(due), now_ms + horizon_days * trend.DAY_MS, due)
     crossing_soon = pred["crossing_lo_ms"] <= limit  # NaN compares False
     out = (checks[:, S.N_OUT] > 0) | (zeros[:, S.N_OUT] > 0)
-    drifting = ((checks[:, S.N_CUSUM] + checks[:, S.N_EWMA] + zeros[:, S.N_CUSUM]
-                 + zeros[:, S.N_EWMA]) > 0) | ~np.isnan(dispenses[:, pulses.ALARM_T])
+    drifting = ((checks[:, S.N_CONFIRMED] + zeros[:, S.N_CONFIRMED]) > 0) \
+        | ~np.isnan(dispenses[:, pulses.ALARM_T])
     overdue = due < now_ms
-    warning = ((checks[:, S.N_WARN] + zeros[:, S.N_WARN] + dispenses[:, pulses.N_ANOMALY]) > 0) \
-        | crossing_soon
+    signals = checks[:, S.N_CUSUM] + checks[:, S.N_EWMA] + zeros[:, S.N_CUSUM] \
+        + zeros[:, S.N_EWMA]
+    warning = ((checks[:, S.N_WARN] + zeros[:, S.N_WARN] + dispenses[:, pulses.N_ANOMALY]
+                + signals) > 0) | crossing_soon
     code = np.select([out, drifting, overdue, warning], [OUT, DRIFTING, OVERDUE, WARNING], OK)
-    first = _first(checks[:, S.FIRST_OUT_T], checks[:, S.FIRST_CUSUM_T],
-                   checks[:, S.FIRST_EWMA_T], zeros[:, S.FIRST_OUT_T],
-                   zeros[:, S.FIRST_CUSUM_T], zeros[:, S.FIRST_EWMA_T],
+    first = _first(checks[:, S.FIRST_OUT_T], checks[:, S.FIRST_CONFIRMED_T],
+                   zeros[:, S.FIRST_OUT_T], zeros[:, S.FIRST_CONFIRMED_T],
                    dispenses[:, pulses.ALARM_T])
     return {"state": code, "first_alarm_ms": first, "last_r": checks[:, S.LAST_R],
             "max_abs_r": checks[:, S.MAX_ABS_R], "checks": checks[:, S.N_SEEN],
             "out": checks[:, S.N_OUT], "cusum": checks[:, S.N_CUSUM],
-            "ewma": checks[:, S.N_EWMA], "zero_alarms": zeros[:, S.N_CUSUM]
+            "ewma": checks[:, S.N_EWMA],
+            "confirmed": checks[:, S.N_CONFIRMED] + zeros[:, S.N_CONFIRMED],
+            "zero_alarms": zeros[:, S.N_CUSUM]
             + zeros[:, S.N_EWMA] + zeros[:, S.N_OUT],
             "pulse_anomalies": dispenses[:, pulses.N_ANOMALY],
             "slope_r_per_day": pred["slope_per_day"], "crossing_ms": pred["crossing_ms"],
@@ -74,7 +79,7 @@ def rows(ids: list[str], columns: dict[str, np.ndarray]) -> list[dict]:
             v = float(col[i])
             if np.isnan(v):
                 row[name] = None
-            elif name.endswith("_ms") or name in ("checks", "out", "cusum", "ewma",
+            elif name.endswith("_ms") or name in ("checks", "out", "cusum", "ewma", "confirmed",
                                                   "zero_alarms", "pulse_anomalies"):
                 row[name] = int(v)
             else:

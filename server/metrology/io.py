@@ -4,10 +4,11 @@ Invariant: what leaves this module is columnar — numpy int64 arrays grouped by
 instrument in CSR form, in time order — plus the registry as a list of Instrument; a row
 that breaks the contract raises InputError naming the column (and the row where it helps).
 
-Registry columns: instrument, table, class, unit, e, [mmq], [line], [verified_ms], [due_ms]
+Registry columns: instrument, table, class, unit, e, [mmq], [line], [verified_ms], [due_ms],
+                  [sigma] (known check-process standard deviation, base units)
 Reading columns:  instrument, t, kind (check | zero | dispense), [indication], [reference],
                   [raw], [volume], [pulses], [kfactor]
-The store (server/store) exports the same columns.
+storeio.py reads the same columns from the store (server/store).
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def _ints(table, name: str, mask=None, default=None) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def registry(path: Path | str) -> tuple[list[Instrument], np.ndarray, np.ndarray]:
-    """Registry file -> (instruments, verified_ms, due_ms (NaN: none))."""
+def registry(path: Path | str) -> tuple[list[Instrument], np.ndarray, np.ndarray, np.ndarray]:
+    """Registry file -> (instruments, verified_ms, due_ms, sigma); NaN: none."""
     t = read_table(path)
     _need(t, REGISTRY_COLUMNS, "registry")
     cols = {name: t.column(name).to_pylist() for name in t.column_names}
@@ -89,7 +90,11 @@ def registry(path: Path | str) -> tuple[list[Instrument], np.ndarray, np.ndarray
     verified = _ints(t, "verified_ms", default=0)
     due = np.asarray(t.column("due_ms").to_numpy(zero_copy_only=False), dtype=np.float64) \
         if "due_ms" in t.column_names else np.full(t.num_rows, np.nan)
-    return instruments, verified, due
+    sigma = np.asarray(t.column("sigma").to_numpy(zero_copy_only=False), dtype=np.float64) \
+        if "sigma" in t.column_names else np.full(t.num_rows, np.nan)
+    if np.any(sigma <= 0):
+        raise InputError(f"sigma: must be positive (row {int(np.argmax(sigma <= 0))})")
+    return instruments, verified, due, sigma
 
 
 @dataclass(frozen=True)
@@ -122,9 +127,16 @@ def readings(path: Path | str, ids: list[str]) -> dict[str, Grouped]:
         cols = {name: _ints(t, name, mask) for name in needed}
         if kind != "dispense":
             cols["raw"] = _ints(t, "raw", mask, default=np.iinfo(np.int64).min)
-        order = np.lexsort((times[mask], inst[mask]))
-        cols = {name: col[order] for name, col in cols.items()}
-        cols["t"] = times[mask][order]
-        counts = np.bincount(inst[mask], minlength=len(ids))
-        out[kind] = Grouped(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), cols)
+        out[kind] = group(inst[mask], times[mask], cols, len(ids))
     return out
+
+
+def group(inst: np.ndarray, times: np.ndarray, cols: dict[str, np.ndarray],
+          instruments: int) -> Grouped:
+    """Rows of one kind (registry index, time, int64 columns) -> Grouped, sorted by
+    (instrument, t)."""
+    order = np.lexsort((times, inst))
+    cols = {name: np.asarray(col, dtype=np.int64)[order] for name, col in cols.items()}
+    cols["t"] = np.asarray(times, dtype=np.int64)[order]
+    counts = np.bincount(inst, minlength=instruments)
+    return Grouped(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), cols)

@@ -3,11 +3,12 @@
 Invariant: readings arrive as columns (no Python object per reading or per instrument)
 grouped by instrument in CSR form — instrument i owns rows offsets[i]:offsets[i+1], in
 time order — and the kernel is a left fold of each instrument's rows into its state row
-(state.py). Instruments are independent, so they run in parallel (prange); batch and
-incremental analysis are the same call: `state = scan(spec, batch, state)` any number of
+(state.py), one reading at a time by fold.py. Instruments are independent, so they run in
+parallel (prange), two interleaved per thread (see _group); batch and incremental analysis
+are the same call: `state = scan(spec, batch, state)` any number of
 times gives the state of one call over all batches joined. `scan` is the public wrapper:
 it validates every input, naming the bad column or parameter, and never changes the state
-it is given.
+it is given unless asked to (in_place=True).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 from numba import njit, prange
 
-from metrotrace.server.metrology import columns, cusum, ewma, normalise, tolerance, trend
+from metrotrace.server.metrology import columns, cusum, ewma, fold, normalise
 from metrotrace.server.metrology import state as S
 from metrotrace.server.metrology.errors import InputError
 from metrotrace.server.metrology.mpe import Instrument, Profiles, compile_profiles, mpe_q
@@ -34,6 +35,9 @@ class Params:
     warn: Fraction = Fraction(4, 5)  # early warning at |r| > 0.8 (ILAC G24 staircase)
     baseline: int = 30  # readings that fix mu0 and sigma when the registry has none
     trend_window: float = 100.0  # readings; forgetting factor gamma = 1 - 1/window
+    # A chart signal within this many readings of the previous signal (either chart)
+    # confirms it; only confirmed signals make an instrument "drifting" (fleet.py).
+    confirm_within: int = 30
 
     def __post_init__(self):
         if not 0 < self.warn < 1:
@@ -42,6 +46,17 @@ class Params:
             raise InputError(f"baseline: must be 3..10000 readings, got {self.baseline}")
         if not self.trend_window >= 2:
             raise InputError(f"trend_window: must be >= 2 readings, got {self.trend_window}")
+        if not 1 <= self.confirm_within <= 1_000_000:
+            raise InputError(f"confirm_within: must be 1..1000000 readings, "
+                             f"got {self.confirm_within}")
+
+    def vector_tuple(self) -> tuple:
+        """(k, h, lam, limit, gamma, warn numerator, warn denominator, confirm_within)
+        for fold.charted."""
+        return (float(self.cusum.k), float(self.cusum.h), float(self.ewma.lam),
+                float(self.ewma.limit), 1.0 - 1.0 / self.trend_window,
+                int(self.warn.numerator), int(self.warn.denominator),
+                float(self.confirm_within))
 
     def vector(self) -> np.ndarray:
         return np.array([self.cusum.k, self.cusum.h, self.ewma.lam, self.ewma.limit,
@@ -79,101 +94,100 @@ class Checks:
     raw: np.ndarray | None = None
 
 
+LANES = 2  # instruments one thread advances together (interleaved recurrences)
+
+
+@njit(cache=True)
+def _prefix(s, j, end, t, indication, reference, raw, has_raw, since, p, pa, par, buf,
+            quantum):
+    """Readings before `since` (skipped) and of the baseline (sigma still NaN), one by one:
+    -> (state, first row for fold.charted, row going back in time or -1)."""
+    while j < end:
+        tj = t[j]
+        if tj < since:
+            j += 1
+            continue
+        if tj < s[S.LAST_T]:
+            return s, j, j
+        if not np.isnan(s[S.SIGMA]):
+            break
+        rawj = raw[j] if has_raw else normalise.RAW_NONE
+        q = mpe_q(p, reference[j], pa[0], pa[1], pa[2], pa[3], pa[4], pa[5])
+        s = fold.baseline(s, tj, indication[j], reference[j], rawj, q, par, buf, quantum)
+        j += 1
+    return s, j, np.int64(-1)
+
+
+@njit(cache=True, inline="always")
+def _charted(s, j, bad, t, indication, reference, raw, has_raw, p, pa, inv_sigma, par):
+    tj = t[j]
+    bad = j if bad < 0 and tj < s[S.LAST_T] else bad
+    rawj = raw[j] if has_raw else normalise.RAW_NONE
+    q = mpe_q(p, reference[j], pa[0], pa[1], pa[2], pa[3], pa[4], pa[5])
+    return fold.charted(s, tj, indication[j], reference[j], rawj, q, inv_sigma, par), bad
+
+
+@njit(cache=True)
+def _rest(s, j, end, bad, t, indication, reference, raw, has_raw, p, pa, par):
+    """The charted readings of one instrument from row j, one at a time."""
+    inv_sigma = 1.0 / s[S.SIGMA]
+    for jj in range(j, end if bad < 0 else j):
+        s, bad = _charted(s, jj, bad, t, indication, reference, raw, has_raw, p, pa,
+                          inv_sigma, par)
+    return s, bad
+
+
 @njit(parallel=True, cache=True)
-def _scan(offsets, t, indication, reference, raw, has_raw, since, quantum, prof, start,
-          upper, fixed_q, coef, at_q, emin_q, params, values, base, bad):
-    k, h, lam, limit, gamma = params[0], params[1], params[2], params[3], params[4]
-    warn_num, warn_den = np.int64(params[5]), np.int64(params[6])
-    n0 = base.shape[1]
-    for i in prange(offsets.shape[0] - 1):
-        # The row lives in locals for the whole instrument and is written back once.
-        row = values[i]
-        p = prof[i]
-        last_t, n_seen, sigma = row[S.LAST_T], row[S.N_SEEN], row[S.SIGMA]
-        mu0, mode, a, inv_b = row[S.MU0], np.int64(row[S.RAW_MODE]), row[S.RAW_A], row[S.RAW_INV_B]
-        inv_sigma = 1.0 / sigma
-        n_out, n_warn, n_unc = row[S.N_OUT], row[S.N_WARN], row[S.N_UNCOVERED]
-        first_out, first_warn = row[S.FIRST_OUT_T], row[S.FIRST_WARN_T]
-        last_r, max_abs_r = row[S.LAST_R], row[S.MAX_ABS_R]
-        hi, lo, ew = row[S.CUSUM_HI], row[S.CUSUM_LO], row[S.EWMA]
-        n_cusum, first_cusum = row[S.N_CUSUM], row[S.FIRST_CUSUM_T]
-        n_ewma, first_ewma = row[S.N_EWMA], row[S.FIRST_EWMA_T]
-        t0, n_scored = row[S.T0], row[S.N_SCORED]
-        tw, twt, twr = row[S.TW], row[S.TWT], row[S.TWR]
-        twtt, twtr, twrr, tw2 = row[S.TWTT], row[S.TWTR], row[S.TWRR], row[S.TW2]
-        cached_load, cached_q, inv_q = np.int64(-1), np.int64(0), 0.0
-        for j in range(offsets[i], offsets[i + 1]):
-            tj = t[j]
-            if tj < since[i]:
-                continue
-            if tj < last_t:
-                bad[i] = j
-                break
-            last_t = tj
-            load = reference[j]
-            err = indication[j] - load
-            if load != cached_load:
-                cached_load = load
-                cached_q = mpe_q(p, load, start, upper, fixed_q, coef, at_q, emin_q)
-                inv_q = tolerance.ratio(1.0, cached_q) if cached_q > 0 else 0.0
-            flag = tolerance.classify(err, cached_q, warn_num, warn_den)
-            if flag == tolerance.UNCOVERED:
-                n_unc += 1
-            else:
-                last_r = err * inv_q
-                max_abs_r = max(max_abs_r, abs(last_r))
-                if flag == tolerance.OUT:
-                    n_out += 1
-                    if n_out == 1:
-                        first_out = tj
-                if flag >= tolerance.WARNING:
-                    n_warn += 1
-                    if n_warn == 1:
-                        first_warn = tj
-            rawj = raw[j] if has_raw else normalise.RAW_NONE
-            if np.isnan(sigma):  # baseline: collect, and fit once it is full
-                m = np.int64(n_seen)
-                base[i, m, S.BASE_ERR] = err
-                base[i, m, S.BASE_LOAD] = load
-                base[i, m, S.BASE_RAW] = rawj
-                n_seen += 1
-                if n_seen == n0:
-                    mu0, sigma, mode, a, inv_b = normalise.fit(base[i], n0, quantum[i])
-                    inv_sigma = 1.0 / sigma
-                continue
-            n_seen += 1
-            x = normalise.high_res(err, load, rawj, mode, a, inv_b)
-            if not np.isnan(x):
-                z = (x - mu0) * inv_sigma
-                hi, lo, fired = cusum.step(hi, lo, z, k, h)
-                if fired:
-                    n_cusum += 1
-                    if n_cusum == 1:
-                        first_cusum = tj
-                ew, fired = ewma.step(ew, z, lam, limit)
-                if fired:
-                    n_ewma += 1
-                    if n_ewma == 1:
-                        first_ewma = tj
-            if cached_q > 0:
-                if n_scored == 0:
-                    t0 = tj
-                td = (tj - t0) * (1.0 / trend.DAY_MS)
-                tw, twt, twr, twtt, twtr, twrr, tw2 = trend.step(
-                    tw, twt, twr, twtt, twtr, twrr, tw2, td,
-                    normalise.trend_error(err, x, mode) * inv_q, gamma)
-                n_scored += 1
-        row[S.LAST_T], row[S.N_SEEN], row[S.SIGMA], row[S.MU0] = last_t, n_seen, sigma, mu0
-        row[S.RAW_MODE], row[S.RAW_A], row[S.RAW_INV_B] = mode, a, inv_b
-        row[S.N_OUT], row[S.N_WARN], row[S.N_UNCOVERED] = n_out, n_warn, n_unc
-        row[S.FIRST_OUT_T], row[S.FIRST_WARN_T] = first_out, first_warn
-        row[S.LAST_R], row[S.MAX_ABS_R] = last_r, max_abs_r
-        row[S.CUSUM_HI], row[S.CUSUM_LO], row[S.EWMA] = hi, lo, ew
-        row[S.N_CUSUM], row[S.FIRST_CUSUM_T] = n_cusum, first_cusum
-        row[S.N_EWMA], row[S.FIRST_EWMA_T] = n_ewma, first_ewma
-        row[S.T0], row[S.N_SCORED] = t0, n_scored
-        row[S.TW], row[S.TWT], row[S.TWR] = tw, twt, twr
-        row[S.TWTT], row[S.TWTR], row[S.TWRR], row[S.TW2] = twtt, twtr, twrr, tw2
+def _scan(offsets, t, indication, reference, raw, has_raw, since, quantum, prof, pa, par,
+          values, base, bad):
+    for g in prange((offsets.shape[0] - 1 + LANES - 1) // LANES):
+        _group(g * LANES, offsets, t, indication, reference, raw, has_raw, since, quantum,
+               prof, pa, par, values, base, bad)
+
+
+@njit(cache=True)
+def _group(i0, offsets, t, indication, reference, raw, has_raw, since, quantum, prof, pa, par,
+           values, base, bad):
+    """Instruments i0 .. i0 + LANES - 1 (fewer at the end of the fleet)."""
+    n_inst = offsets.shape[0] - 1
+    if i0 + LANES > n_inst:  # the fleet's last instrument: alone
+        for i in range(i0, n_inst):
+            s, j, b = _prefix(fold.load(values[i]), offsets[i], offsets[i + 1], t, indication,
+                              reference, raw, has_raw, since[i], prof[i], pa, par, base[i],
+                              quantum[i])
+            s, bad[i] = _rest(s, j, offsets[i + 1], b, t, indication, reference, raw, has_raw,
+                              prof[i], pa, par)
+            fold.store(values[i], s)
+        return
+    # Two instruments' recurrences advance side by side: each reading's CUSUM, EWMA
+    # and trend sums wait on the previous reading of the same instrument only, so the
+    # core overlaps two independent chains (measured: 1.35 x one at a time; four
+    # lanes spill the 30-value states out of the registers and lose). Each lane runs
+    # exactly the one-instrument fold (fold.charted), so results do not depend on
+    # which instruments share a group.
+    i1, i2 = i0 + 1, i0 + 2
+    s0, j0, b0 = _prefix(fold.load(values[i0]), offsets[i0], offsets[i1], t, indication,
+                         reference, raw, has_raw, since[i0], prof[i0], pa, par, base[i0],
+                         quantum[i0])
+    s1, j1, b1 = _prefix(fold.load(values[i1]), offsets[i1], offsets[i2], t, indication,
+                         reference, raw, has_raw, since[i1], prof[i1], pa, par, base[i1],
+                         quantum[i1])
+    together = 0
+    if b0 < 0 and b1 < 0:
+        together = min(offsets[i1] - j0, offsets[i2] - j1)
+    v0, v1 = 1.0 / s0[S.SIGMA], 1.0 / s1[S.SIGMA]
+    p0, p1 = prof[i0], prof[i1]
+    for m in range(together):
+        s0, b0 = _charted(s0, j0 + m, b0, t, indication, reference, raw, has_raw, p0, pa,
+                          v0, par)
+        s1, b1 = _charted(s1, j1 + m, b1, t, indication, reference, raw, has_raw, p1, pa,
+                          v1, par)
+    s0, bad[i0] = _rest(s0, j0 + together, offsets[i1], b0, t, indication, reference, raw,
+                        has_raw, p0, pa, par)
+    s1, bad[i1] = _rest(s1, j1 + together, offsets[i2], b1, t, indication, reference, raw,
+                        has_raw, p1, pa, par)
+    fold.store(values[i0], s0)
+    fold.store(values[i1], s1)
 
 
 def scan(spec: FleetSpec, checks: Checks, state: S.DriftState,
@@ -198,16 +212,19 @@ def scan(spec: FleetSpec, checks: Checks, state: S.DriftState,
                       ("profiles.index", spec.profiles.index)):
         if arr.shape != (n_inst,):
             raise InputError(f"{name}: expected one value per instrument ({n_inst})")
+    pr = spec.profiles
+    for p in range(pr.start.shape[0] - 1):  # mpe_q counts bounds below the load
+        if np.any(np.diff(pr.upper[pr.start[p]:pr.start[p + 1]]) < 0):
+            raise InputError(f"profiles.upper: band bounds of profile {p} must rise")
     if np.any(spec.quantum <= 0):
         raise InputError(f"quantum: e must be positive (instrument {int(np.argmin(spec.quantum))})")
     if np.any(state.values[known, S.SIGMA] <= 0):
         raise InputError("sigma: a known sigma must be positive")
     out = state if in_place else state.copy()
     bad = np.full(n_inst, -1, dtype=np.int64)
-    pr = spec.profiles
+    pa = (pr.start, pr.upper, pr.fixed_q, pr.coef, pr.at_q, pr.emin_q)
     _scan(offsets, t, indication, reference, raw, has_raw, spec.since, spec.quantum,
-          pr.index, pr.start, pr.upper, pr.fixed_q, pr.coef, pr.at_q, pr.emin_q,
-          params.vector(), out.values, out.base, bad)
+          pr.index, pa, params.vector_tuple(), out.values, out.base, bad)
     if np.any(bad >= 0):
         i = int(np.argmax(bad >= 0))
         raise InputError(f"t: readings of instrument {i} go back in time at row {bad[i]} "

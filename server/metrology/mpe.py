@@ -214,13 +214,17 @@ def compile_profiles(instruments: list[Instrument], tables: dict[str, Table], *,
                     arr(emin_q))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mpe_q(p, load, start, upper, fixed_q, coef, at_q, emin_q):
-    """Kernel twin of mpe(): the MPE numerator over SCALE for profile p, or UNCOVERED."""
+    """Kernel twin of mpe(): the MPE numerator over SCALE for profile p, or UNCOVERED.
+    A profile's `upper` bounds rise (compile_profiles writes them so; the kernels' wrapper
+    checks), so the band is found by counting the bounds below the load: a loop of fixed
+    length per profile with no data-dependent exit, which a random mix of loads cannot
+    mispredict."""
     a = abs(load)
-    for b in range(start[p], start[p + 1]):
-        if a <= upper[b]:
-            if fixed_q[b] == UNCOVERED:
-                return UNCOVERED
-            return max(emin_q[p], fixed_q[b] + max(coef[b] * a, at_q[b]))
-    return UNCOVERED
+    b = start[p]
+    for u in range(start[p], start[p + 1]):
+        b += np.int64(a > upper[u])
+    fixed = fixed_q[b]
+    q = max(emin_q[p], fixed + max(coef[b] * a, at_q[b]))
+    return UNCOVERED if fixed == UNCOVERED else q

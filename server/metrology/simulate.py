@@ -59,6 +59,7 @@ def arl0(instruments: int, per: int, seed: int = 0, known: bool = True,
     return {"readings": charted,
             "cusum": charted / max(1.0, float(np.sum(out[:, S.N_CUSUM]))),
             "ewma": charted / max(1.0, float(np.sum(out[:, S.N_EWMA]))),
+            "confirmed": charted / max(1.0, float(np.sum(out[:, S.N_CONFIRMED]))),
             "instruments_alarmed_by_either": float(np.mean(either < per))}
 
 
@@ -83,9 +84,10 @@ def delay(instruments: int, shift_sigma: float, seed: int = 0, before: int = 50,
 
     state = kernels.scan(spec, part(0, before), state, params)
     values = state.values.copy()
-    for col in (S.FIRST_CUSUM_T, S.FIRST_EWMA_T, S.FIRST_OUT_T):
+    for col in (S.FIRST_CUSUM_T, S.FIRST_EWMA_T, S.FIRST_OUT_T, S.FIRST_CONFIRMED_T,
+                S.LAST_SIGNAL_N):
         values[:, col] = np.nan
-    for col in (S.N_CUSUM, S.N_EWMA, S.N_OUT):
+    for col in (S.N_CUSUM, S.N_EWMA, S.N_OUT, S.N_CONFIRMED):
         values[:, col] = 0
     if zero_state:
         values[:, [S.CUSUM_HI, S.CUSUM_LO, S.EWMA]] = 0.0
@@ -93,7 +95,7 @@ def delay(instruments: int, shift_sigma: float, seed: int = 0, before: int = 50,
     out = state.values
     result = {}
     for name, col in (("cusum", S.FIRST_CUSUM_T), ("ewma", S.FIRST_EWMA_T),
-                      ("out_of_tolerance", S.FIRST_OUT_T)):
+                      ("confirmed", S.FIRST_CONFIRMED_T), ("out_of_tolerance", S.FIRST_OUT_T)):
         hit = out[:, col]
         result[name] = float(np.nanmean(hit - before + 1)) if np.any(~np.isnan(hit)) else None
         result[name + "_missed"] = float(np.mean(np.isnan(hit)))

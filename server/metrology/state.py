@@ -22,13 +22,16 @@ CUSUM_HI, CUSUM_LO, N_CUSUM, FIRST_CUSUM_T = range(14, 18)
 EWMA, N_EWMA, FIRST_EWMA_T = range(18, 21)
 # trend: forgetting least-squares sums of r_hr against days since T0
 T0, TW, TWT, TWR, TWTT, TWTR, TWRR, TW2, N_SCORED = range(21, 30)
-NCOL = 30
+# confirmation: a chart signal (either chart) within `confirm_within` readings of the
+# previous one confirms it (kernels.Params); LAST_SIGNAL_N is N_SEEN at the last signal
+LAST_SIGNAL_N, N_CONFIRMED, FIRST_CONFIRMED_T = range(30, 33)
+NCOL = 33
 
 NEVER = np.nan
 BASE_ERR, BASE_LOAD, BASE_RAW = range(3)
 
 _NAN_AT_START = (MU0, SIGMA, FIRST_OUT_T, FIRST_WARN_T, LAST_R, FIRST_CUSUM_T,
-                 FIRST_EWMA_T, T0)
+                 FIRST_EWMA_T, T0, LAST_SIGNAL_N, FIRST_CONFIRMED_T)
 
 
 @dataclass(frozen=True)

@@ -11,23 +11,14 @@ from numba import njit
 
 from metrotrace.server.metrology.mpe import SCALE
 
-UNCOVERED, OK, WARNING, OUT = -1, 0, 1, 2
-
 
 @njit(cache=True)
-def classify(err, mpe_q, warn_num, warn_den):
-    """UNCOVERED / OK / WARNING / OUT for an integer error against MPE = mpe_q / SCALE."""
-    if mpe_q <= 0:
-        return UNCOVERED
+def flags(err, mpe_q, warn_num, warn_den):
+    """(covered, out, warning, 1 / MPE as a float) of an integer error against MPE =
+    mpe_q / SCALE; mpe_q <= 0: the load is not covered. Out counts as a warning too. The
+    float 1 / MPE is for reports and the trend, never for the flags."""
+    covered = mpe_q > 0
     scaled = abs(err) * SCALE
-    if scaled > mpe_q:
-        return OUT
-    if scaled * warn_den > mpe_q * warn_num:
-        return WARNING
-    return OK
-
-
-@njit(cache=True)
-def ratio(err, mpe_q):
-    """r = error / MPE as a float, for reports and the trend (never for the flags)."""
-    return err * SCALE / mpe_q
+    out = covered and scaled > mpe_q
+    warning = covered and scaled * warn_den > mpe_q * warn_num
+    return covered, out, warning, (SCALE * 1.0 / mpe_q if covered else 0.0)

@@ -50,7 +50,7 @@ class Instrument:
     """All detectors of one instrument, fed one check at a time."""
 
     def __init__(self, inst, tables, since=0, baseline=30, k=0.5, h=4.77, lam=0.2, L=2.86,
-                 window=100.0, mu0=NAN, sigma=NAN):
+                 window=100.0, mu0=NAN, sigma=NAN, confirm_within=30):
         self.inst, self.tables, self.since, self.n0 = inst, tables, since, baseline
         self.k, self.h, self.lam = k, h, lam
         self.limit = L * math.sqrt(lam / (2 - lam))
@@ -64,6 +64,9 @@ class Instrument:
         self.cusum_hi = self.cusum_lo = self.ewma = 0.0
         self.cusum_alarms, self.ewma_alarms = [], []
         self.trend_points = []  # (t, r)
+        self.confirm_within = confirm_within
+        self.signal_readings = []  # n_seen at each reading where either chart signalled
+        self.confirmed = []  # t of each signal within confirm_within of the previous one
 
     def add(self, t, indication, reference, raw=RAW_NONE):
         if t < self.since:
@@ -95,13 +98,20 @@ class Instrument:
             z = (x - self.mu0) / self.sigma
             self.cusum_hi = max(0.0, self.cusum_hi + z - self.k)
             self.cusum_lo = max(0.0, self.cusum_lo - z - self.k)
-            if self.cusum_hi > self.h or self.cusum_lo > self.h:
+            signal = self.cusum_hi > self.h or self.cusum_lo > self.h
+            if signal:
                 self.cusum_alarms.append(t)
                 self.cusum_hi = self.cusum_lo = 0.0
             self.ewma = (1 - self.lam) * self.ewma + self.lam * z
             if abs(self.ewma) > self.limit:
                 self.ewma_alarms.append(t)
                 self.ewma = 0.0
+                signal = True
+            if signal:
+                if self.signal_readings and \
+                        self.n_seen - self.signal_readings[-1] <= self.confirm_within:
+                    self.confirmed.append(t)
+                self.signal_readings.append(self.n_seen)
         if limit is not None:
             trended = x if self.mode == 1 else float(err)
             self.trend_points.append((t, trended / float(limit)))

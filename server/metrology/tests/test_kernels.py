@@ -26,7 +26,7 @@ KINDS = [  # (instrument, loads the checks use)
     (Instrument("pump-0.5", "oiml-r117", "0.5", "mL", 10, mmq=2000), [50, 1500, 5000, 20000]),
     (Instrument("pump-ca", "ca-mc-dispenser", "retail", "mL", 10), [2000, 20000, 50000]),
 ]
-PARAMS = kernels.Params(baseline=5, trend_window=7.0)
+PARAMS = kernels.Params(baseline=5, trend_window=7.0, confirm_within=4)
 DAY = 86_400_000
 
 
@@ -65,7 +65,8 @@ def run_naive(instruments, rows, params):
     twins = []
     for inst, (t, ind, ref, raw) in zip(instruments, rows, strict=True):
         twin = naive.Instrument(inst, TABLES, baseline=params.baseline,
-                                window=params.trend_window)
+                                window=params.trend_window,
+                                confirm_within=params.confirm_within)
         for row in zip(t.tolist(), ind.tolist(), ref.tolist(), raw.tolist(), strict=True):
             twin.add(*row)
         twins.append(twin)
@@ -82,7 +83,10 @@ def assert_matches_twin(values, twin):
              S.FIRST_WARN_T: first(twin.warn), S.N_CUSUM: len(twin.cusum_alarms),
              S.FIRST_CUSUM_T: first(twin.cusum_alarms), S.N_EWMA: len(twin.ewma_alarms),
              S.FIRST_EWMA_T: first(twin.ewma_alarms), S.RAW_MODE: twin.mode,
-             S.N_SCORED: len(twin.trend_points)}
+             S.N_SCORED: len(twin.trend_points), S.N_CONFIRMED: len(twin.confirmed),
+             S.FIRST_CONFIRMED_T: first(twin.confirmed),
+             S.LAST_SIGNAL_N: float(twin.signal_readings[-1]) if twin.signal_readings
+             else math.nan}
     for col, want in exact.items():
         assert values[col] == want or (math.isnan(want) and math.isnan(values[col])), col
     sums, t0 = twin.trend_sums()
@@ -182,3 +186,16 @@ def test_kernel_tests_pass_as_pure_python_for_coverage():
         env=env, cwd=here.parents[3], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
+
+
+def test_in_place_folds_into_the_given_state_and_equals_the_copying_call():
+    instruments, rows = make_fleet(11, [25, 0, 40, 7, 31], True)
+    spec = kernels.FleetSpec.build(instruments, TABLES)
+    copied = kernels.scan(spec, to_checks(rows), S.new(5, PARAMS.baseline), PARAMS)
+    state = S.new(5, PARAMS.baseline)
+    half = [n // 2 for n in (25, 0, 40, 7, 31)]
+    returned = kernels.scan(spec, to_checks(rows, hi=half), state, PARAMS, in_place=True)
+    assert returned.values is state.values and returned.base is state.base  # no copy
+    kernels.scan(spec, to_checks(rows, lo=half), state, PARAMS, in_place=True)
+    np.testing.assert_array_equal(state.values, copied.values)
+    np.testing.assert_array_equal(state.base, copied.base)

@@ -1,0 +1,119 @@
+"""One instrument's fold, one reading at a time, branch-light, on a tuple of locals.
+
+Invariant: the state of one instrument is its state row (state.py) as a tuple of 33
+float64 values, and `charted` is THE update of that tuple by one reading once the baseline
+is known and the reading is on or after the last verification; `baseline` is the update
+before that. kernels.py calls these same functions whether it advances one instrument or
+several interleaved, so every schedule gives bit-identical states. `charted` decides with
+selects rather than branches (a random mix of test loads or a rare alarm costs no branch
+misprediction), and its result never depends on other instruments.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from metrotrace.server.metrology import normalise, tolerance, trend
+from metrotrace.server.metrology import state as S
+
+
+@njit(cache=True)
+def load(row):
+    return (row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+            row[10], row[11], row[12], row[13], row[14], row[15], row[16], row[17], row[18],
+            row[19], row[20], row[21], row[22], row[23], row[24], row[25], row[26], row[27],
+            row[28], row[29], row[30], row[31], row[32])
+
+
+@njit(cache=True)
+def store(row, s):
+    for c in range(S.NCOL):
+        row[c] = s[c]
+
+
+@njit(cache=True)
+def legal(s, tj, err, q, warn_num, warn_den):
+    """Tolerance flags of one reading (integer tests, tolerance.py): updated columns
+    N_OUT .. MAX_ABS_R and 20000 / MPE (0 where the load is not covered)."""
+    n_out, n_warn, n_unc = s[S.N_OUT], s[S.N_WARN], s[S.N_UNCOVERED]
+    first_out, first_warn, last_r, max_abs_r = s[S.FIRST_OUT_T], s[S.FIRST_WARN_T], s[S.LAST_R], \
+        s[S.MAX_ABS_R]
+    covered, out, warn, inv_q = tolerance.flags(err, q, warn_num, warn_den)
+    r = err * inv_q
+    n_out += out
+    n_warn += warn
+    n_unc += not covered
+    first_out = tj if out and n_out == 1.0 else first_out
+    first_warn = tj if warn and n_warn == 1.0 else first_warn
+    max_abs_r = max(max_abs_r, abs(r)) if covered else max_abs_r
+    last_r = r if covered else last_r
+    return (n_out, n_warn, n_unc, first_out, first_warn, last_r, max_abs_r), inv_q
+
+
+@njit(cache=True)
+def charted(s, tj, ind, ref, rawj, q, inv_sigma, par):
+    """One reading after the baseline: legal flags, CUSUM, EWMA and trend sums.
+    par = (k, h, lam, limit, gamma, warn_num, warn_den, confirm_within)."""
+    k, h, lam, limit, gamma, warn_num, warn_den, within = par
+    mu0, mode, a, inv_b = s[S.MU0], np.int64(s[S.RAW_MODE]), s[S.RAW_A], s[S.RAW_INV_B]
+    err = ind - ref
+    flags, inv_q = legal(s, tj, err, q, warn_num, warn_den)
+    x = normalise.high_res(err, ref, rawj, mode, a, inv_b)
+    on = not math.isnan(x)
+    z = (x - mu0) * inv_sigma if on else 0.0
+    hi = max(0.0, s[S.CUSUM_HI] + z - k)
+    lo = max(0.0, s[S.CUSUM_LO] - z - k)
+    fired = on and (hi > h or lo > h)
+    hi = 0.0 if fired else (hi if on else s[S.CUSUM_HI])
+    lo = 0.0 if fired else (lo if on else s[S.CUSUM_LO])
+    n_cusum = s[S.N_CUSUM] + fired
+    first_cusum = tj if fired and n_cusum == 1.0 else s[S.FIRST_CUSUM_T]
+    ew = (1.0 - lam) * s[S.EWMA] + lam * z
+    fired_ewma = on and abs(ew) > limit
+    ew = 0.0 if fired_ewma else (ew if on else s[S.EWMA])
+    n_ewma = s[S.N_EWMA] + fired_ewma
+    first_ewma = tj if fired_ewma and n_ewma == 1.0 else s[S.FIRST_EWMA_T]
+    n_now = s[S.N_SEEN] + 1.0
+    signal = fired or fired_ewma
+    confirmed = signal and n_now - s[S.LAST_SIGNAL_N] <= within  # NaN: never signalled
+    last_signal = n_now if signal else s[S.LAST_SIGNAL_N]
+    n_confirmed = s[S.N_CONFIRMED] + confirmed
+    first_confirmed = tj if confirmed and n_confirmed == 1.0 else s[S.FIRST_CONFIRMED_T]
+    scored = q > 0
+    n_scored = s[S.N_SCORED]
+    t0 = tj if scored and n_scored == 0.0 else s[S.T0]
+    td = (tj - t0) * (1.0 / trend.DAY_MS)
+    w, wt, wr, wtt, wtr, wrr, w2 = (s[S.TW], s[S.TWT], s[S.TWR], s[S.TWTT], s[S.TWTR],
+                                    s[S.TWRR], s[S.TW2])
+    nw, nwt, nwr, nwtt, nwtr, nwrr, nw2 = trend.step(
+        w, wt, wr, wtt, wtr, wrr, w2, td, normalise.trend_error(err, x, mode) * inv_q, gamma)
+    if not scored:
+        nw, nwt, nwr, nwtt, nwtr, nwrr, nw2 = w, wt, wr, wtt, wtr, wrr, w2
+    return (n_now, float(tj), s[2], s[3], s[4], s[5], s[6], flags[0], flags[1],
+            flags[2], flags[3], flags[4], flags[5], flags[6], hi, lo, n_cusum, first_cusum,
+            ew, n_ewma, first_ewma, t0, nw, nwt, nwr, nwtt, nwtr, nwrr, nw2,
+            n_scored + scored, last_signal, n_confirmed, first_confirmed)
+
+
+@njit(cache=True)
+def baseline(s, tj, ind, ref, rawj, q, par, buf, quantum):
+    """One reading while sigma is unknown: legal flags, and the reading into the baseline
+    buffer `buf`; the baseline is fitted when the buffer is full."""
+    err = ind - ref
+    flags, _ = legal(s, tj, err, q, par[5], par[6])
+    m = np.int64(s[S.N_SEEN])
+    buf[m, S.BASE_ERR] = err
+    buf[m, S.BASE_LOAD] = ref
+    buf[m, S.BASE_RAW] = rawj
+    n_seen = s[S.N_SEEN] + 1.0
+    mu0, sigma, mode, a, inv_b = s[S.MU0], s[S.SIGMA], s[S.RAW_MODE], s[S.RAW_A], s[S.RAW_INV_B]
+    if n_seen == buf.shape[0]:
+        mu0, sigma, imode, a, inv_b = normalise.fit(buf, buf.shape[0], quantum)
+        mode = float(imode)
+    return (n_seen, float(tj), mu0, sigma, mode, a, inv_b, flags[0], flags[1], flags[2],
+            flags[3], flags[4], flags[5], flags[6], s[14], s[15], s[16], s[17], s[18], s[19],
+            s[20], s[21], s[22], s[23], s[24], s[25], s[26], s[27], s[28], s[29], s[30],
+            s[31], s[32])
