@@ -18,6 +18,7 @@ REGISTRARS: list[str] = [
     "metrotrace.gateway.cli",
     "metrotrace.server.cli",
     "metrotrace.server.metrology.cli",
+    "metrotrace.server.trace.cli",
     "metrotrace.tools.node",
 ]
 

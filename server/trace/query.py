@@ -1,0 +1,216 @@
+"""Traces over stored events: forward, backward, mass balance.
+
+Invariant: a trace reads only committed rows and returns every event that touched a
+reached object, classified once: a holder (received, produced or packed at a location),
+a transformation, a sale (retail_selling / dispensing, with the instrument that measured
+it and that instrument's tolerance state at the sale's time), or a producer (the event
+that created an object with no ancestor). Reachability comes from either a recursive CTE
+(`method="cte"`) or the in-memory GraphIndex (`method="index"`); both give the same set.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .columns import TraceColumns, classify, materialize
+from .graph import GraphIndex
+from .store import TraceStore
+from .touches import TouchIndex
+from .vocab import RECEIVE_STEPS, SALE_STEPS
+from .vocab import unit_of as _unit
+
+_ROWS = ("SELECT t.node, n.urn, t.role, t.qty, t.dim, t.via, e.event_id, e.type, e.time,"
+         " e.biz_step, e.location, e.instrument, e.measured, e.measured_unit, e.raw_ref,"
+         " n.origin = e.id"
+         " FROM trace_touch t JOIN trace_event e ON e.id = t.event"
+         " JOIN trace_node n ON n.id = t.node")
+_CTE = ("WITH RECURSIVE reach(n) AS (SELECT id FROM trace_node WHERE id IN ({starts})"
+        " UNION SELECT e.{to} FROM trace_edge e JOIN reach ON e.{frm} = reach.n) ")
+
+
+class ToleranceOracle(Protocol):
+    """The metrology engine's answer: an instrument's tolerance state at times t."""
+
+    def states(self, instrument: str, times: list[int]) -> list[str | None]: ...
+
+
+class TableTolerance:
+    """ToleranceOracle over trace_tolerance (instrument, from_t, state): the state that
+    began last at or before t holds; None before the first one."""
+
+    def __init__(self, store: TraceStore):
+        self.store = store
+
+    def set_state(self, instrument: str, from_t: int, state: str) -> None:
+        self.store.begin_write()
+        self.store.execute("DELETE FROM trace_tolerance WHERE instrument = ? AND from_t = ?",
+                           (instrument, from_t))
+        self.store.execute("INSERT INTO trace_tolerance (instrument, from_t, state)"
+                           " VALUES (?, ?, ?)", (instrument, from_t, state))
+        self.store.commit()
+
+    def states(self, instrument: str, times: list[int]) -> list[str | None]:
+        rows = self.store.rows("SELECT from_t, state FROM trace_tolerance WHERE instrument = ?"
+                               " ORDER BY from_t", (instrument,))
+        starts = [r[0] for r in rows]
+        out = []
+        for t in times:
+            i = bisect.bisect_right(starts, t) - 1
+            out.append(rows[i][1] if i >= 0 else None)
+        return out
+
+
+@dataclass
+class Trace:
+    start: str
+    direction: str
+    nodes: list[str] = field(default_factory=list)
+    holders: list[dict[str, Any]] = field(default_factory=list)
+    transformations: list[dict[str, Any]] = field(default_factory=list)
+    sales: list[dict[str, Any]] = field(default_factory=list)
+    producers: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, sort_keys=True)
+
+
+class Tracer:
+    """Forward and backward traces on one store; `method` "index" keeps a GraphIndex."""
+
+    def __init__(self, store: TraceStore, oracle: ToleranceOracle | None = None,
+                 method: str = "index", index: GraphIndex | None = None):
+        if method not in ("cte", "index"):
+            raise ValueError(f"method: expected 'cte' or 'index', got {method!r}")
+        self.store = store
+        self.oracle = oracle
+        self.method = method
+        # a long-lived process passes one shared index; it catches up by edge id
+        self.index = (index or GraphIndex(store)) if method == "index" else None
+        if self.index is not None and self.index.touches is None:
+            self.index.touches = TouchIndex()  # rides with the graph index it matches
+        self.touches = self.index.touches if self.index is not None else None
+
+    def start_nodes(self, start: str) -> list[int]:
+        """Node ids for an EPC / lot URN, an eventID (what it touched), or a location."""
+        node = self.store.node_id(start)
+        if node is not None:
+            return [node]
+        rows = self.store.rows("SELECT DISTINCT t.node FROM trace_touch t JOIN trace_event e"
+                               " ON e.id = t.event WHERE e.event_id = ?", (start,))
+        if not rows:
+            rows = self.store.rows("SELECT DISTINCT t.node FROM trace_touch t JOIN trace_event"
+                                   " e ON e.id = t.event WHERE e.location = ?", (start,))
+        return [r[0] for r in rows]
+
+    def reach(self, starts: list[int], forward: bool) -> list[int]:
+        if not starts:
+            return []
+        if self.index is not None:
+            with self.index.lock:
+                self.index.refresh(self.store)
+                return self.index.reach(starts, forward).tolist()
+        to, frm = ("dst", "src") if forward else ("src", "dst")
+        sql = _CTE.format(starts=", ".join(str(int(s)) for s in starts), to=to, frm=frm)
+        return [r[0] for r in self.store.rows(sql + "SELECT n FROM reach")]
+
+    def _touches(self, nodes: list[int]) -> list[tuple]:
+        if self.store.dialect == "postgresql":
+            return self.store.rows(_ROWS + " WHERE t.node = ANY(?)", (nodes,))
+        return self.store.rows(_ROWS + " WHERE t.node IN (SELECT value FROM json_each(?))",
+                               (json.dumps(nodes),))
+
+    def forward(self, start: str) -> Trace:
+        return self._trace(start, forward=True)
+
+    def backward(self, start: str) -> Trace:
+        return self._trace(start, forward=False)
+
+    def columns(self, start: str, forward: bool = True) -> TraceColumns:
+        """The trace as column arrays (index method only): what a recall computes before
+        anything is written out; `materialize` turns it into a Trace."""
+        if self.index is None or self.touches is None:
+            raise ValueError("method: columns need method='index'")
+        starts = self.start_nodes(start)
+        with self.index.lock:
+            self.index.refresh(self.store)
+            self.touches.refresh(self.store)
+            nodes = self.index.reach(starts, forward) if starts else np.zeros(0, np.int64)
+            rows = self.touches.gather(nodes)
+        return classify(rows, self.touches, start, forward)
+
+    def _trace(self, start: str, forward: bool) -> Trace:
+        if self.touches is not None:
+            return finish(materialize(self.store, self.columns(start, forward), self.touches),
+                          self.oracle)
+        nodes = self.reach(self.start_nodes(start), forward)
+        trace = Trace(start, "forward" if forward else "backward")
+        rows = self._touches(nodes) if nodes else []
+        urns: dict[int, str] = {}
+        held: dict[tuple[str, str], dict[str, Any]] = {}
+        transforms: dict[str, dict[str, Any]] = {}
+        for (node, urn, role, qty, dim, _via, event_id, kind, time, step, location,
+             instrument, measured, unit, raw_ref, is_origin) in rows:
+            urns[node] = urn
+            if kind == "TransformationEvent":
+                entry = transforms.setdefault(event_id, {
+                    "event": event_id, "time": time, "location": location,
+                    "inputs": [], "outputs": []})
+                entry["inputs" if role == "in" else "outputs"].append(
+                    {"epc": urn, "qty": qty, "unit": _unit(dim)})
+                continue
+            if step in SALE_STEPS and role == "obs":
+                trace.sales.append({
+                    "event": event_id, "time": time, "location": location, "epc": urn,
+                    "qty": qty, "unit": _unit(dim), "instrument": instrument,
+                    "measured": measured, "measured_unit": unit, "raw": raw_ref,
+                    "tolerance": None})
+            elif location is not None and (step in RECEIVE_STEPS or role == "parent"):
+                entry = held.setdefault((location, urn), {
+                    "location": location, "epc": urn, "received": 0, "unit": _unit(dim),
+                    "first": time, "last": time, "via": []})
+                entry["received"] += qty or 0
+                entry["unit"] = entry["unit"] or _unit(dim)
+                entry["first"], entry["last"] = min(entry["first"], time), max(entry["last"],
+                                                                                time)
+            if is_origin and not forward:
+                trace.producers.append({"epc": urn, "event": event_id, "time": time,
+                                        "location": location, "step": step})
+        trace.nodes = sorted(urns.get(n, "") for n in nodes if n in urns)
+        for entry in held.values():
+            del entry["via"]
+        trace.holders = list(held.values())
+        trace.transformations = list(transforms.values())
+        return finish(trace, self.oracle)
+
+
+
+def finish(trace: Trace, oracle: ToleranceOracle | None) -> Trace:
+    """One order for every list (both trace paths end here), then tolerance states."""
+    trace.holders.sort(key=lambda h: (h["first"], h["location"], h["epc"]))
+    for entry in trace.transformations:
+        entry["inputs"].sort(key=lambda x: (x["epc"], x["qty"] or 0))
+        entry["outputs"].sort(key=lambda x: (x["epc"], x["qty"] or 0))
+    trace.transformations.sort(key=lambda t: (t["time"], t["event"]))
+    trace.sales.sort(key=lambda s: (s["time"], s["event"], s["epc"]))
+    trace.producers.sort(key=lambda p: (p["time"], p["event"], p["epc"]))
+    if oracle is None:
+        return trace
+    by_instrument: dict[str, list[dict[str, Any]]] = {}
+    for sale in trace.sales:
+        if sale["instrument"]:
+            by_instrument.setdefault(sale["instrument"], []).append(sale)
+    for instrument, group in by_instrument.items():
+        states = oracle.states(instrument, [s["time"] for s in group])
+        for sale, state in zip(group, states, strict=True):
+            sale["tolerance"] = state
+    return trace
+
+
