@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--token", default=os.environ.get("METROTRACE_API_TOKEN"),
                      help="API token for write endpoints (or $METROTRACE_API_TOKEN)")
+    api.add_argument("--no-dashboard", action="store_true",
+                     help="serve the API only, not the dashboard at /")
     api.set_defaults(func=_server_api)
 
     registry = sub.add_parser("registry", help="sites, gateways, keys, nodes, instruments")
@@ -123,7 +125,13 @@ def _server_api(args: argparse.Namespace) -> int:
     from metrotrace.server.api.app import create_app
     from metrotrace.tools.storeargs import store_url
 
-    uvicorn.run(create_app(store_url(args), token=args.token), host=args.host, port=args.port)
+    routers = []
+    if not args.no_dashboard:
+        from metrotrace.server.dashboard.routes import make_router
+
+        routers.append(make_router())
+    uvicorn.run(create_app(store_url(args), token=args.token, routers=routers), host=args.host,
+                port=args.port)
     return 0
 
 
