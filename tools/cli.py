@@ -26,8 +26,15 @@ REGISTRARS: list[str] = [
 def _demo(args: argparse.Namespace) -> int:
     from metrotrace.tools import demo
 
-    result = demo.run(count=args.records)
-    return 0 if result["accepted"] == args.records else 1
+    try:
+        summary = demo.run(duration=args.duration, port=args.port, data_dir=args.data_dir,
+                           browser=not args.no_browser, influx_url=args.influx_url)
+    except RuntimeError as err:  # DemoError, or a part that did not start (see its log)
+        print(f"metrotrace demo: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: everything was stopped, no summary
+        return 130
+    return 0 if summary and not summary["processes"]["left"] else 1
 
 
 def _wire_decode(args: argparse.Namespace) -> int:
@@ -53,8 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metrotrace", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the node-to-gateway path on simulated data")
-    demo.add_argument("--records", type=int, default=2000, help="records the node makes")
+    demo = sub.add_parser("demo", help="the whole system on this machine: broker, gateways, "
+                          "MicroPython nodes, server, dashboard; a summary at the end")
+    demo.add_argument("--duration", type=float, default=90.0,
+                      help="seconds of simulated market day (default 90); Ctrl-C ends it early")
+    demo.add_argument("--port", type=int, default=8000, help="dashboard and API port")
+    demo.add_argument("--data-dir", type=Path, default=None,
+                      help="where the demo keeps its store, keys and logs (emptied first; "
+                           "default: the data directory's demo/ folder)")
+    demo.add_argument("--no-browser", action="store_true", help="do not open the dashboard")
+    demo.add_argument("--influx-url", default=None,
+                      help="also export readings to this InfluxDB v2 (docs/grafana.md); "
+                           "token from $INFLUX_TOKEN, org and bucket `metrotrace`")
     demo.set_defaults(func=_demo)
 
     wire = sub.add_parser("wire", help="node wire format tools")

@@ -1,158 +1,295 @@
-"""`metrotrace demo`: a simulated node's frames through the gateway's checks.
+"""`metrotrace demo`: the whole system on one machine, end to end, then a summary.
 
-A market-scale node runs under the real MicroPython interpreter (CPython when that is
-not installed) and writes UART frames; the gateway side decodes them, checks every tag
-and sequence number, and answers with the acknowledgement a board would get. A few
-frames are damaged or forged on the way, as a noisy cable or an attacker would, to show
-that each is caught and counted while the good records keep flowing.
+Starts, in order: an MQTT broker of its own (Mosquitto on a free port), the registry
+(sites, gateway keys, node keys, instruments) and the upstream supply network in an
+SQLite store, one ingest worker, the HTTP API with the dashboard, the server's periodic
+jobs (trace rules, drift engine), a gateway per site (real `metrotrace gateway run`, boards
+on ptys) and six boards running the real firmware under MicroPython (tools/demo_nodes.py),
+which tools/demo_day.py then puts through a compressed market day. It shows progress while
+it runs and prints a summary (tools/demo_summary.py) after `--duration` seconds or Ctrl-C.
+
+Invariant: whatever happens (Ctrl-C, a part that fails to start, an exception), every
+process the demo started is stopped before it returns (tools/demo_procs.py), and the
+summary says if any was left.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import shutil
-import subprocess
+import signal
 import sys
+import threading
 import time
-from collections import Counter
+import webbrowser
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+from rich.live import Live
 
-from metrotrace.firmware.metro.wire import frame, record
-from metrotrace.gateway.acks import AckTracker
-from metrotrace.gateway.verify import ACCEPTED, DUPLICATE, Verifier
+from metrotrace.tools import demo_day, demo_summary, hostnode
+from metrotrace.tools.demo_nodes import NodeRunner, firmware_build
+from metrotrace.tools.demo_procs import (
+    Procs,
+    metrotrace_command,
+    port_in_use,
+    start_broker,
+    wait_port,
+    wait_server_online,
+)
+from metrotrace.tools.demo_scenario import GATEWAYS, NODES, registry, supply
+from metrotrace.tools.storeargs import SQLITE_FILE, default_data_dir
 
-REPO = Path(__file__).resolve().parent.parent
-SIMNODE = REPO / "tools" / "simnode.py"
-FIRMWARE = REPO / "firmware"
-
-NODE = bytes.fromhex("e6614103e7513a2f")
-KEY = bytes.fromhex("6d6574726f74726163652d64656d6f2d6b65792d6e6f6465312d30313233")
-
-
-def micropython_path() -> str | None:
-    beside = Path(sys.executable).parent / "micropython"
-    return str(beside) if beside.exists() else shutil.which("micropython")
-
-
-def node_stream(count: int, t0: int) -> tuple[bytes, str]:
-    """Run the simulated node; return its frames and the interpreter's name."""
-    mp = micropython_path()
-    args = [NODE.hex(), KEY.hex(), str(count), str(t0)]
-    if mp:
-        env = dict(os.environ, MICROPYPATH=str(FIRMWARE))
-        cmd = [mp, "-X", "heapsize=64k", str(SIMNODE), *args]
-        name = "MicroPython"
-    else:
-        env = dict(os.environ)
-        cmd = [sys.executable, str(SIMNODE), *args]
-        name = "CPython (micropython not installed)"
-    done = subprocess.run(cmd, env=env, capture_output=True, check=True, timeout=600)
-    return done.stdout, name
+MARKER = ".metrotrace-demo"
+DAY_MS = 86_400_000
 
 
-def tamper(stream: bytes) -> bytes:
-    """Damage the stream the ways a cable or an attacker would."""
-    frames = [b"\x00" + f + b"\x00" for f in stream.split(b"\x00") if f]
-    bad = list(frames)
-    bad[3] = bad[3][:9] + bytes([bad[3][9] ^ 0x40]) + bad[3][10:]  # line noise
-    bad.insert(6, frames[5])  # a resend after a lost ack
-    forged = record.make(record.WEIGHING, NODE, 7, 6, 0, record.TQ_NTP, "scale-1", gross=5,
-                         tare=0, net=5, e=5, unit="g", flags=record.F_STABLE)
-    bad.insert(9, frame.record_frame(forged, KEY))  # seq 7 again, other bytes
-    bad.insert(12, frame.record_frame(forged, b"wrong key"))  # tag does not verify
-    stranger = bytes.fromhex("00000000deadbeef")
-    other = record.make(record.ZERO, stranger, 1, 0, 0, record.TQ_UNSET, "x", indication=0,
-                        e=5, unit="g")
-    bad.insert(15, frame.record_frame(other, KEY))  # node never provisioned
-    bad.insert(18, b"\x17\x42 garbage on the line \xff")
-    return b"".join(bad)
+class DemoError(RuntimeError):
+    """The demo cannot run (a port taken, a data directory that is not the demo's, ...)."""
 
 
-class GatewaySide:
-    """The gateway's half of the link, minus storage: decode, verify, acknowledge."""
-
-    def __init__(self) -> None:
-        self.decoder = frame.Decoder()
-        self.verifier = Verifier({NODE: KEY})
-        self.acks = AckTracker()
-        self.kinds: Counter[str] = Counter()
-        self.ack_frames = 0
-
-    def receive(self, data: bytes) -> None:
-        # Fed in UART-sized chunks, as bytes arrive from a serial port.
-        for i in range(0, len(data), 64):
-            for item in self.decoder.feed(data[i : i + 64]):
-                if isinstance(item, frame.Reject):
-                    continue
-                verdict = self.verifier.check(item)
-                if verdict.status == ACCEPTED:
-                    self.kinds[record.KIND_NAMES[verdict.fields["kind"]]] += 1
-                if verdict.status in (ACCEPTED, DUPLICATE):
-                    self.acks.stored(verdict.node, verdict.seq, verdict.fields["prev"])
-                    self.ack_frames += 1
-
-    def ack(self) -> bytes:
-        return frame.ack_frame(NODE, self.acks.mark(NODE), KEY)
+def prepare(data_dir: Path | None) -> Path:
+    """A clean data directory: a previous demo's is emptied, anything else is refused."""
+    data = (data_dir or default_data_dir() / "demo").resolve()
+    if data.exists() and any(data.iterdir()):
+        if not (data / MARKER).exists():
+            raise DemoError(f"--data-dir {data}: not empty and not a previous demo's; "
+                            "name an empty or new directory")
+        shutil.rmtree(data)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / MARKER).write_text("made by `metrotrace demo`; emptied by the next run\n")
+    return data
 
 
-def unacknowledged(stream: bytes, ack: bytes) -> bytes:
-    """What the node resends after an ack timeout: every frame above the ack's seq."""
-    decoder = frame.Decoder()
-    (ack_frame,) = decoder.feed(ack)
-    mark = frame.parse_control(ack_frame, NODE, KEY)
-    pending = [
-        f for f in decoder.feed(stream)
-        if isinstance(f, frame.Frame) and f.fields["seq"] > mark
-    ]
-    return b"".join(frame.encode(frame.RECORD, f.payload) for f in pending)
+def _cli(*argv: str) -> str:
+    """Run a `metrotrace` command in this process (the real command, quiet); its stdout."""
+    from metrotrace.tools.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(list(argv))
+    if code:
+        raise DemoError(f"metrotrace {' '.join(argv)} failed ({code}): {out.getvalue()}")
+    return out.getvalue()
 
 
-def run(count: int = 2000, console: Console | None = None) -> dict:
+def _gateway_toml(gw, folder: Path, broker_port: int, ports: list[str]) -> Path:
+    text = (f'[gateway]\nid = "{gw.id}"\nsite = "{gw.site}"\nkey_dir = "keys"\n'
+            f'node_keys = "nodes.json"\n[broker]\nhost = "127.0.0.1"\nport = {broker_port}\n'
+            f'[serial]\nports = {json.dumps(ports)}\n[outbox]\npath = "outbox.sqlite"\n'
+            f'[status]\ninterval_s = 5\n')
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def _open_browser(url: str, console: Console) -> None:
+    # A console browser (lynx, w3m) would take over the terminal: only try with a display.
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        console.print(f"no display: open {url} in a browser")
+        return
+    try:
+        webbrowser.open(url)
+    except webbrowser.Error as err:
+        console.print(f"could not open a browser ({err}): open {url}")
+
+
+class Demo:
+    def __init__(self, data: Path, port: int, duration: float, console: Console,
+                 influx_url: str | None = None) -> None:
+        self.data, self.port, self.duration, self.console = data, port, duration, console
+        self.influx_url = influx_url
+        self.db = data / SQLITE_FILE
+        self.jobs = data / "jobs.json"
+        self.procs = Procs(data / "logs")
+        self.day = demo_day.Day(duration)
+        self.nodes: list[NodeRunner] = []
+        self.interrupted = False
+
+    def say(self, text: str) -> None:
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
+
+    def start(self) -> None:
+        mt = metrotrace_command()
+        store = ["--data-dir", str(self.data)]
+        if port_in_use(self.port):
+            raise DemoError(f"--port {self.port}: already in use; choose another")
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "metrotrace"
+        try:
+            build = firmware_build(cache)
+            hostnode.micropython()
+        except hostnode.ToolMissing as err:
+            raise DemoError(str(err)) from None
+        self.say(f"firmware compiled with mpy-cross as for a board ({build.name})")
+        broker, kind = start_broker(self.procs, self.data / "broker",
+                                    os.environ.get("METROTRACE_DEMO_BROKER", "mosquitto"))
+        self.say(f"broker: {kind} on 127.0.0.1:{broker}")
+        gateway_keys, node_keys, configs = {}, {}, {}
+        for gw in GATEWAYS:
+            plans = [p for p in NODES if p.gateway == gw.id]
+            runners = [NodeRunner(p, self.data / "nodes" / p.hex) for p in plans]
+            folder = self.data / "gateways" / gw.id
+            configs[gw.id] = cfg = _gateway_toml(gw, folder, broker, [r.port for r in runners])
+            keys = json.loads(_cli("gateway", "keygen", "--config", str(cfg)))["keys"]
+            gateway_keys[gw.id] = keys[0]["public"]
+            for r in runners:
+                out = folder / f"board-{r.plan.hex}.json"
+                _cli("gateway", "provision-node", "--config", str(cfg), "--node", r.plan.hex,
+                     "--out", str(out))
+                node_keys[r.plan.hex] = json.loads(out.read_text())["key"]
+                r.set_key(bytes.fromhex(node_keys[r.plan.hex]))
+            self.nodes += runners
+        now = int(time.time() * 1000)
+        reg = self.data / "registry.json"
+        reg.write_text(json.dumps(registry(gateway_keys, node_keys, now - 200 * DAY_MS,
+                                           now + 165 * DAY_MS), indent=1))
+        _cli("registry", "load", str(reg), *store)
+        self._capture_supply(now)
+        self.say(f"registry loaded: 2 sites, 2 gateways, {len(NODES)} nodes, 5 instruments")
+        influx = ["--influx-url", self.influx_url] if self.influx_url else []
+        worker = self.procs.start("server-worker", [*mt, "server", "run", *store, "--broker",
+                                                    f"127.0.0.1:{broker}", "--client-id",
+                                                    "demo-worker-1", *influx], order=40)
+        api = self.procs.start("server-api", [*mt, "server", "api", *store, "--port",
+                                              str(self.port)], order=40)
+        self.procs.start("server-jobs", [sys.executable, "-m", "metrotrace.tools.demo_jobs",
+                                         *store, "--every", "2"], order=40)
+        wait_server_online(broker, 30, worker.popen)
+        for gw in GATEWAYS:
+            self.procs.start(f"gateway-{gw.id}", [*mt, "gateway", "run", "--config",
+                                                  str(configs[gw.id])],
+                             order=30, stop_signal=signal.SIGINT)
+        for node in self.nodes:
+            node.start(self.procs, build)
+        wait_port(self.port, 30, api.popen)
+        self.say(f"server: ingest worker, drift engine every 2 s, API and dashboard at "
+                 f"http://127.0.0.1:{self.port}/")
+        for node in self.nodes:
+            if not node.ready.wait(30):
+                raise DemoError(f"node {node.plan.hex} did not boot: see "
+                                f"{self.procs.log_dir}/node-{node.plan.hex}.log")
+        self.say(f"{len(self.nodes)} nodes booted under MicroPython, each on its gateway's pty")
+
+    def _capture_supply(self, now: int) -> None:
+        import sqlite3
+
+        from metrotrace.server.trace.store import TraceStore
+
+        trace = TraceStore(sqlite3.connect(self.db, timeout=30))
+        trace.migrate()
+        net = supply(now)
+        trace.capture(net.events, now)
+        trace.conn.close()
+        self.say(f"supply network: {len(net.events)} EPCIS events upstream "
+                 f"(4 lots to the market, 1 diesel batch to the station, "
+                 f"{net.background_lots} more lots elsewhere)")
+
+    def _progress(self):
+        made = sum(sum(n.kinds.values()) for n in self.nodes)
+        return demo_summary.progress(demo_summary.live(self.db, self.jobs), made, self.day)
+
+    def run_day(self) -> None:
+        self.say(f"market day starts ({self.duration:.0f} s). Drift is accelerated: MKT1-S2's "
+                 f"load cell gains {self.day.drift_ppm_per_s:.0f} ppm of sensitivity a second "
+                 f"from {self.day.drift_start:.0f} s on (a real one takes months to do this)")
+        self.day.started = time.monotonic()
+        threads = demo_day.start(self.day, self.nodes)
+        with Live(self._progress(), console=self.console, refresh_per_second=2,
+                  transient=not self.console.is_terminal) as live:
+            while self.day.elapsed() < self.duration and not self.day.stop.is_set():
+                dead = [name for name, _ in self.procs.died()]
+                if dead:
+                    raise DemoError(f"stopped unexpectedly: {', '.join(dead)} (see "
+                                    f"{self.procs.log_dir})")
+                time.sleep(0.5)
+                live.update(self._progress())
+        self.day.stop.set()
+        for t in threads:
+            t.join(10)
+        self.say("market day over: letting the last records reach the server")
+        self._settle()
+
+    def _settle(self, timeout: float = 10.0) -> None:
+        """Until the server has stored what the nodes made during the day, and the jobs
+        have made one pass over it (trace rules, drift engine)."""
+        made = sum(sum(n.kinds.values()) for n in self.nodes)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if demo_summary.live(self.db, self.jobs)["stored"] >= made:
+                break
+            time.sleep(0.3)
+        stored_ms = time.time_ns() // 1_000_000
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and demo_summary.jobs_pass_started(self.jobs) \
+                <= stored_ms:
+            time.sleep(0.3)
+
+    def stop(self) -> dict:
+        self.day.stop.set()
+        began = time.monotonic()
+        killed = self.procs.stop()
+        self.say(f"stopped {len(self.procs.items)} processes in {time.monotonic() - began:.1f} s"
+                 + (f" (killed: {', '.join(killed)})" if killed else ""))
+        for node in self.nodes:
+            node.close()
+        return {"killed": killed, "left": self.procs.leftovers(),
+                "died": [name for name, code in self.procs.died() if code not in (0, -15, -2)]}
+
+
+def run(duration: float = 90.0, port: int = 8000, data_dir: Path | None = None,
+        browser: bool = True, console: Console | None = None,
+        influx_url: str | None = None) -> dict:
     console = console or Console()
-    t0 = int(time.time() * 1000)
-    started = time.perf_counter()
-    with console.status(f"simulated node producing {count} records..."):
-        stream, interpreter = node_stream(count, t0)
-    produced = time.perf_counter() - started
+    data = prepare(data_dir)
+    demo = Demo(data, port, duration, console, influx_url)
+    interrupt = threading.Event()
 
-    gateway = GatewaySide()
-    started = time.perf_counter()
-    gateway.receive(tamper(stream))
-    first_ack = frame.parse_control(frame.Decoder().feed(gateway.ack())[0], NODE, KEY)
-    resend = unacknowledged(stream, gateway.ack())
-    gateway.receive(resend)
-    final_ack = frame.parse_control(frame.Decoder().feed(gateway.ack())[0], NODE, KEY)
-    checked = time.perf_counter() - started
+    def on_sigint(*_):
+        if interrupt.is_set():  # a second Ctrl-C: stop waiting for anything
+            raise KeyboardInterrupt
+        interrupt.set()
+        demo.interrupted = True
+        demo.day.stop.set()
 
-    table = Table(title=f"node {NODE.hex()} -> gateway checks")
-    table.add_column("outcome")
-    table.add_column("count", justify="right")
-    for kind, n in sorted(gateway.kinds.items()):
-        table.add_row(f"accepted: {kind}", str(n))
-    for reason, n in sorted(gateway.decoder.counts.items()):
-        table.add_row(f"[red]rejected frame: {reason}", str(n))
-    for reason, n in sorted(gateway.verifier.counts.items()):
-        if reason != ACCEPTED:
-            table.add_row(f"[yellow]{reason}", str(n))
-    console.print(table)
-    accepted = sum(gateway.kinds.values())
-    console.print(
-        f"node ran on {interpreter}: {count} records in {produced:.2f} s\n"
-        f"gateway checked {len(stream)} bytes in {checked * 1000:.1f} ms\n"
-        f"ack after first pass: seq {first_ack} (a frame lost to line noise holds it)\n"
-        f"node resent {len(resend)} bytes of unacknowledged frames; ack now seq {final_ack}\n"
-        f"records stored: {accepted} of {count}"
-        + (" - none lost, none duplicated" if accepted == count else " - [red]INCOMPLETE")
-    )
-    return {
-        "accepted": accepted,
-        "kinds": dict(gateway.kinds),
-        "frame_rejects": dict(gateway.decoder.counts),
-        "verdicts": dict(gateway.verifier.counts),
-        "first_ack": first_ack,
-        "final_ack": final_ack,
-        "interpreter": interpreter,
-    }
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        signal.signal(signal.SIGTERM, on_sigint)
+    summary: dict = {}
+    try:
+        demo.start()
+        if browser and not interrupt.is_set():
+            _open_browser(f"http://127.0.0.1:{port}/", console)
+        if not interrupt.is_set():
+            demo.run_day()
+        nodes = {n.plan.hex: {"title": n.plan.title, "kinds": dict(n.kinds),
+                              "events": dict(n.events), "refused": n.refused[-3:]}
+                 for n in demo.nodes}
+        day = {"duration": duration, "elapsed": round(demo.day.elapsed(), 1),
+               "interrupted": demo.interrupted, "done": dict(demo.day.done),
+               "missed": dict(demo.day.missed), "checks_refused": demo.day.checks_refused,
+               "tampered_at": demo.day.tampered_at}
+        summary = demo_summary.collect(demo.db, demo.procs.log_dir, nodes, day)
+    finally:
+        stopped = demo.stop()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if summary:
+        summary["gateways"] = {gw.id: demo_summary.gateway_counters(
+            demo.procs.log_dir / f"gateway-{gw.id}.log") for gw in GATEWAYS}
+        summary["processes"] = stopped
+        summary["data_dir"] = str(data)
+        summary["dashboard"] = f"http://127.0.0.1:{port}/"
+        (data / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        demo_summary.render(summary, console)
+        console.print(f"processes left running: {len(stopped['left'])}"
+                      + (f" ({', '.join(stopped['left'])})" if stopped["left"] else "")
+                      + f"; everything is in {data} (summary.json, logs/); browse it again "
+                        f"with `metrotrace server api --data-dir {data}`")
+    return summary
