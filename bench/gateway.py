@@ -74,6 +74,11 @@ def run_gateway(work: Path, port: int, keys, frames: list[bytes], batch: int, wi
                     alert_topic="metrotrace/v1/alerts/bench", outbox=outbox, batcher=batcher,
                     counters=counters, window=window, birth=lambda: {"state": "online"},
                     clock=now_ms, status_interval_s=3600)
+    # The bench plays the server: a gateway publishes only once the server says online.
+    import paho.mqtt.publish as single
+
+    single.single("metrotrace/v1/server/status", '{"state": "online"}', qos=1, retain=True,
+                  hostname="127.0.0.1", port=port)
     uplink.step()  # connect
     stream = b"".join(frames)
     decoder = FastDecoder()

@@ -13,7 +13,10 @@ queues what it hears (PUBACKs, server status, connection loss) for that thread.
   is never relied on, and never holds more than the window (paho-mqtt issue #377).
 - Records are sealed into batches only while publishing is possible, so what waited out
   an outage is sealed later, with the backfill flag.
-- While `metrotrace/v1/server/status` says offline, nothing new is published.
+- Nothing is published until `metrotrace/v1/server/status` (retained) says online, and
+  nothing new while it says offline: on a broker where no server has subscribed yet,
+  a batch would be acknowledged by the broker and then dropped, with the records
+  already deleted from the outbox.
 - Alerts are written to the outbox first and published QoS 1 from there; each is
   deleted on its PUBACK, so an alert raised while the broker is away, or just before
   a kill -9, is published when the gateway is back.
@@ -80,7 +83,7 @@ class Uplink:
         self.backoff = Backoff()
         self.birth, self.clock = birth, clock
         self.status_interval_s = status_interval_s
-        self.server_offline = False
+        self.server_online = False  # until the server's retained status says otherwise
         self.wake = threading.Event()  # set when there is something to do
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._client: mqtt.Client | None = None
@@ -121,7 +124,7 @@ class Uplink:
             except (ValueError, KeyError, TypeError):
                 log_event("server_status_malformed", payload=message.payload[:80].hex())
                 return
-            self.server_offline = state == "offline"
+            self.server_online = state == "online"
             log_event("server_status", state=state)
             self.wake.set()
 
@@ -229,7 +232,7 @@ class Uplink:
 
     def _publish_some(self, now: int) -> None:
         client = self._client
-        while client is not None and self.window.room() > 0 and not self.server_offline:
+        while client is not None and self.window.room() > 0 and self.server_online:
             retry = self.window.take_retry()
             if retry is not None:
                 batch = self.outbox.batch(retry)

@@ -100,7 +100,7 @@ class Receiver:
     """Subscribes to signed batches, opens them, dedups records on (node, seq)."""
 
     def __init__(self, port: int, keys_dir: Path, node_keys: dict[bytes, bytes],
-                 topic: str = "metrotrace/v1/gw/+/up") -> None:
+                 topic: str = "metrotrace/v1/gw/+/up", announce: bool = True) -> None:
         ring = KeyRing.load(keys_dir)
         self.public = {e.kid: e.key.public_key() for e in ring.entries}
         self.node_keys = node_keys
@@ -122,6 +122,11 @@ class Receiver:
         self.mqtt.on_message = self._on_message
         self.mqtt.loop_start()
         assert self.subscribed.wait(10), "receiver did not subscribe"
+        # It plays the server: gateways publish only once the server says it is online.
+        if announce:
+            self.mqtt.publish("metrotrace/v1/server/status",
+                              json.dumps({"state": "online"}), qos=1,
+                              retain=True).wait_for_publish(10)
 
     def _on_message(self, c, u, message) -> None:
         if message.topic.endswith("/status"):

@@ -1,5 +1,5 @@
 """Uplink behaviour with a real Mosquitto: birth and offline status, and no publishing
-while the server says it is offline."""
+until the server says it is online."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import os
 import threading
 import time
+
+import pytest
 
 from metrotrace.firmware.metro.wire import frame
 from metrotrace.gateway.app import Gateway
@@ -19,19 +21,22 @@ KEY = bytes(range(32))
 SERVER_STATUS = "metrotrace/v1/server/status"
 
 
-def test_pauses_while_server_offline_and_announces_itself(tmp_path):
+@pytest.mark.parametrize("status", ["offline", None])
+def test_holds_until_the_server_says_online_and_announces_itself(tmp_path, status):
+    """Offline, or never heard of (a new broker, where a batch would be dropped): held."""
     broker = Mosquitto(tmp_path)
     broker.start()
     server = client(broker.port, "fake-server-status", persistent=False)
     server.loop_start()
-    server.publish(SERVER_STATUS, json.dumps({"state": "offline"}), qos=1,
-                   retain=True).wait_for_publish(5)
+    if status is not None:
+        server.publish(SERVER_STATUS, json.dumps({"state": status}), qos=1,
+                       retain=True).wait_for_publish(5)
     count = 300
     pty = PtyNode(NODE, KEY, [])
     gw = Gateway(load(gateway_dir(tmp_path, broker.port, {NODE: KEY}, [pty.path])))
     thread = threading.Thread(target=gw.run, daemon=True)
     thread.start()
-    receiver = Receiver(broker.port, tmp_path / "keys", {NODE: KEY})
+    receiver = Receiver(broker.port, tmp_path / "keys", {NODE: KEY}, announce=False)
     status_topic = "metrotrace/v1/gw/gw-test/status"
     try:
         wait_for(gw.serial[0].opened.is_set, 10, "the gateway to open the pty")

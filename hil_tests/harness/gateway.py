@@ -45,6 +45,9 @@ class Uplink:
         self.mqtt.loop_start()
         if not subscribed.wait(10):
             raise ExpectTimeout("the uplink subscriber could not subscribe")
+        # It plays the server: gateways publish only once the server says it is online.
+        self.mqtt.publish("metrotrace/v1/server/status", '{"state": "online"}', qos=1,
+                          retain=True).wait_for_publish(10)
 
     def _on_message(self, c, u, message) -> None:
         import json
