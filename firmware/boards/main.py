@@ -2,6 +2,8 @@
 # (docs/firmware.md). The only module that imports machine: it builds the drivers
 # from the pins in the configuration and hands them to the portable application.
 # Boards: ESP32 (sys.platform "esp32") and Raspberry Pi Pico / Pico W ("rp2").
+# USB console, as the host node's (app/host.py): {"ready": true} once booted, one
+# {"rec": {...}} line per stored record, service commands read from sys.stdin.
 
 import asyncio
 import gc
@@ -12,6 +14,7 @@ import machine
 
 from metro.app import config, console, tasks
 from metro.app.build import build
+from metro.app.echo import echo
 from metro.core.flow import Extender
 from metro.core.fwid import firmware_id
 
@@ -58,6 +61,7 @@ async def main():
     node_id = machine.unique_id()
     fw, fw_hash = firmware_id(cfg["fw_version"], "/lib/metro")
     node = build(cfg, node_id, fw)
+    node.producer.echo = echo  # one {"rec": ...} line per stored record on USB
     node.power_up(RESETS.get(machine.reset_cause(), "OTHER"), fw_hash)
     key = bytes.fromhex(cfg["key"])
     health = tasks.Health(cfg.get("health_ms", 5000))
@@ -85,6 +89,7 @@ async def main():
     asyncio.create_task(console.console_loop(node, sys.stdin))
     asyncio.create_task(tasks.wdt_loop(health, machine.WDT(timeout=cfg["wdt_ms"]),
                                        cfg["wdt_ms"] // 4))
+    print('{"ready": true}')  # booted: what a HIL rig waits for (docs/hil.md)
     if cfg["link"]["kind"] == "mqtt":  # Wi-Fi board: MQTT to the site broker, NTP time
         await wifi_uplink(cfg, node, key, health)
         return

@@ -147,3 +147,43 @@ def test_go_back_n_resends_until_acknowledged():
         assert tx.resends == 8 and box.backlog() == 0
     finally:
         remove_tree(root)
+
+
+TICKS_PERIOD = 1 << 30  # time.ticks_ms() wraps here on ESP32, RP2040 and the unix port
+
+
+def _ticks_diff(new, old):
+    """time.ticks_diff of MicroPython, for a counter that wraps at TICKS_PERIOD."""
+    d = (new - old) & (TICKS_PERIOD - 1)
+    return d - TICKS_PERIOD if d >= TICKS_PERIOD // 2 else d
+
+
+def _ticks_add(t, ms):
+    return (t + ms) & (TICKS_PERIOD - 1)
+
+
+def test_go_back_n_times_out_across_a_wrap_of_the_ms_counter():
+    # Records sent 50 ms before ticks_ms wraps, the acknowledgement lost: the timeout
+    # must still expire after the wrap (plain subtraction would wait ~12 days).
+    root = fresh_dir("obw")
+    try:
+        box = Outbox(root, seg_bytes=300)
+        for seq in range(1, 9):
+            box.append(seq, _payload(seq))
+        tx = Sender(box, window=4, timeout_ms=100, silent_after=2, diff=_ticks_diff)
+        sent_at = TICKS_PERIOD - 50
+        assert [s for s, _ in tx.due(sent_at)] == [1, 2, 3, 4]
+        assert tx.poll(_ticks_add(sent_at, 99)) == []
+        assert tx.due(_ticks_add(sent_at, 99)) == []  # nothing gone back yet
+        now = _ticks_add(sent_at, 100)
+        assert now == 50  # the counter has wrapped
+        assert tx.poll(now) == []  # silent round 1: go back to 1
+        assert [s for s, _ in tx.due(now)] == [1, 2, 3, 4]
+        assert tx.resends == 4
+        assert tx.acked(4, _ticks_add(now, 10)) == []  # the acknowledgement gets through
+        assert [s for s, _ in tx.due(_ticks_add(now, 10))] == [5, 6, 7, 8]
+        assert tx.poll(_ticks_add(now, 109)) == []  # the timeout restarted at the ack
+        assert [s for s, _ in tx.due(_ticks_add(now, 109))] == []
+        assert tx.timeout == 100
+    finally:
+        remove_tree(root)

@@ -36,7 +36,8 @@ def build(cfg, node_id, fw, log=print):
     clock = Clock(time.ticks_ms, time.ticks_diff)
     producer = Producer(node_id, key, seq, outbox, clock, log)
     ln = cfg["link"]
-    sender = Sender(outbox, ln["window"], ln["timeout_ms"], ln["max_timeout_ms"])
+    sender = Sender(outbox, ln["window"], ln["timeout_ms"], ln["max_timeout_ms"],
+                    diff=time.ticks_diff)
     scale = pump = None
     sc = cfg.get("scale")
     if sc:  # imported only when configured: a pump node carries no scale code

@@ -1,7 +1,10 @@
 # Service console: JSON-lines commands on a stream (a board's USB serial, the host's
-# stdin), for what an installer or a verification officer does on a running node:
+# stdin), for what an installer or a verification officer does on a running node
+# (what the node prints on the same console: app/echo.py):
 #   {"param": {"name": N, "value": V, "by": WHO}}   app/params.change: an audit event
 #   {"seal": "open" | "closed"}                      app/params.seal: an audit event
+#   {"check": {"reference": G, "ref_id": ID}}         a check record: the stable load
+#                                                    against a test weight (an inspector)
 # Any other command goes to `extra` (on the host, the simulated instruments of
 # sim/driven.py), which returns None when done or the reason it refused.
 # Invariant: a refused command changes nothing and is answered with one line
@@ -26,6 +29,12 @@ def handle(node, line, extra=None):
             if not isinstance(p, dict) or "name" not in p or "value" not in p:
                 return "param: expected {\"name\": ..., \"value\": ...}"
             params.change(node, p["name"], p["value"], p.get("by", "console"))
+        elif "check" in cmd:
+            c = cmd["check"]
+            ref = c.get("reference") if isinstance(c, dict) else None
+            if not isinstance(ref, int) or isinstance(ref, bool) or ref <= 0:
+                return "check: expected {\"reference\": G} (a positive integer, base unit)"
+            node.check(ref, c.get("ref_id"))
         elif "seal" in cmd:
             params.seal(node, cmd["seal"], cmd.get("by", "console"))
         elif extra is not None:

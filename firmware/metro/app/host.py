@@ -13,10 +13,11 @@
 
 import asyncio
 import gc
-import json
 import sys
+import time
 
 from . import tasks
+from .echo import echo
 
 # Needed only while booting: unloaded afterwards, because under a 64 KiB heap on the
 # 64-bit unix port every kilobyte of bytecode counts (a board freezes them in flash).
@@ -30,24 +31,30 @@ def _metro_root():
 
 
 async def _connection(node, link, health, probe):
+    """The TCP link to the gateway, reconnected with back-off for ever. Waiting for the
+    gateway counts as a healthy link loop (as an MQTT uplink's, net/uplink.py): a
+    gateway that is away must not starve the watchdog, a hung loop must."""
     host, port, period, key = link
+    health.register("link", period, 2)
     pause = 100
     while True:
-        try:
-            reader, writer = await asyncio.open_connection(host, port)
-        except OSError:
-            await asyncio.sleep_ms(pause)
-            pause = min(pause * 2, 5000)
-            continue
-        pause = 100
-        node.sender.restart()
-        rx = asyncio.create_task(tasks.rx_loop(node, reader, key))
-        try:
-            await tasks.tx_loop(node, writer, health, period, probe, rx)
-        except OSError:
-            pass  # the gateway went away: reconnect
-        rx.cancel()
-        writer.close()
+        began = time.ticks_ms()
+        try:  # the connect is bounded: a gateway host that is off drops our SYNs
+            reader, writer = await asyncio.wait_for_ms(asyncio.open_connection(host, port),
+                                                       health.slack_ms)
+            node.sender.restart()
+            rx = asyncio.create_task(tasks.rx_loop(node, reader, key))
+            try:
+                await tasks.tx_loop(node, writer, health, period, probe, rx)
+            finally:
+                rx.cancel()
+                writer.close()
+        except (OSError, asyncio.TimeoutError):
+            pass  # refused (seen at the first write), unreachable, or gone: reconnect
+        if time.ticks_diff(time.ticks_ms(), began) > 5000:
+            pause = 100  # it was up a while: the gateway is back, reconnect soon
+        await health.idle("link", pause)
+        pause = min(pause * 2, 5000)
 
 
 async def _heap_report(probe, node, every_ms):
@@ -56,27 +63,6 @@ async def _heap_report(probe, node, every_ms):
         print('{"heap": {"peak_live": %d, "samples": %d, "made": %d, "heap_total": %d}}'
               % (probe.peak_live, probe.samples, node.producer.made,
                  gc.mem_alloc() + gc.mem_free()))
-
-
-def _text(v):
-    if isinstance(v, bytes):
-        try:
-            return v.decode()
-        except UnicodeError:
-            return v.hex()
-    if isinstance(v, dict):
-        return {k: _text(v[k]) for k in v}
-    return v
-
-
-def _echo(kind, seq, prev, t, tq, inst, fields):
-    """The console line of a stored record: {"rec": {...}} (a test expects on it)."""
-    rec = {"kind": kind, "seq": seq, "prev": prev, "t": t, "tq": tq}
-    if inst is not None:
-        rec["inst"] = inst
-    for k in fields:
-        rec[k] = _text(fields[k])
-    print(json.dumps({"rec": rec}))
 
 
 def _boot(path):
@@ -91,7 +77,7 @@ def _boot(path):
         cfg.setdefault("sim", {}).setdefault("cell", dict(cfg["scale"].get("cal") or {}))
     fw, fw_hash = firmware_id(cfg["fw_version"], _metro_root())
     node = build(cfg, bytes.fromhex(cfg["node"]), fw)
-    node.producer.echo = _echo
+    node.producer.echo = echo
     node.power_up(reset_cause(cfg["data_dir"], cfg.get("reset_cause", "HOST")), fw_hash)
     return cfg, node
 

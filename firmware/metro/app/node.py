@@ -67,6 +67,14 @@ class Node:
             self.linker.scanned(seq, now_ms)
         return seq
 
+    def check(self, reference, ref_id=None):
+        """An inspector's check: the present stable load against a known reference
+        (a test weight); the seq of the check record. Raises ValueError when the scale
+        is not stable or the node has no scale."""
+        if self.scale is None:
+            raise ValueError("check: this node has no scale")
+        return self.producer.emit("check", self.scale_inst, self.scale.check(reference, ref_id))
+
     def driver_error(self, source, err):
         """A failing driver: one event per error streak, counted, and a retry."""
         n = self.errors.get(source, 0) + 1

@@ -27,6 +27,16 @@ class Health:
     def beat(self, name):
         self.last[name] = time.ticks_ms()
 
+    async def idle(self, name, ms):
+        """Wait ms while beating `name`: waiting for a peer (a gateway, a broker) is
+        not a hang, so an outage must not starve the watchdog."""
+        while ms > 0:
+            self.beat(name)
+            step = min(ms, 100)
+            await asyncio.sleep_ms(step)
+            ms -= step
+        self.beat(name)
+
     def healthy(self):
         now = time.ticks_ms()
         for name in self.deadline:

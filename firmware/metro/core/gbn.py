@@ -7,12 +7,21 @@
 # silent round up to `max_timeout_ms`, so a gateway that never answers costs little,
 # and after `silent_after` silent rounds one "gateway_silent" event is raised.
 # Invariant: every record on flash is offered again until it is acknowledged.
+# Times are a board's time.ticks_ms(), which wraps (after 2^30 ms on ESP32, RP2040 and
+# the unix port): they are compared only through `diff` (time.ticks_diff semantics:
+# diff(new, old) = ms from old to new), never by plain subtraction, so a wrap while an
+# acknowledgement is lost cannot make the timeout look negative and stall the node.
+
+
+def _subtract(new, old):  # a counter that never wraps (tests, CPython)
+    return new - old
 
 
 class Sender:
     def __init__(self, outbox, window=8, timeout_ms=2000, max_timeout_ms=30000,
-                 silent_after=4):
+                 silent_after=4, diff=_subtract):
         self.outbox = outbox
+        self.diff = diff  # time.ticks_diff on a board
         self.window = window
         self.base_timeout = timeout_ms
         self.timeout = timeout_ms
@@ -60,7 +69,7 @@ class Sender:
 
     def poll(self, now_ms):
         """Go back when the gateway is silent. Returns events to record."""
-        if not self.sent or now_ms - self.since < self.timeout:
+        if not self.sent or self.diff(now_ms, self.since) < self.timeout:
             return []
         self.resends += len(self.sent)
         self.sent = []

@@ -77,13 +77,6 @@ class Uplink:
             frame = wire_frame.Frame(wire_frame.ACK, payload)
             self.node.control(frame, self.key, time.ticks_ms())
 
-    async def _pause(self, ms):
-        while ms > 0:  # in slices, beating: an outage is not a hang
-            self.health.beat("link")
-            step = min(ms, 200)
-            await asyncio.sleep_ms(step)
-            ms -= step
-
     async def run(self):
         self.health.register("link", self.period_ms, 2)
         while True:
@@ -99,7 +92,7 @@ class Uplink:
             except OSError as err:  # refused, unreachable, broken: reconnect
                 self.last_trouble = str(err)
             await client.close()
-            await self._pause(self.backoff.next())
+            await self.health.idle("link", self.backoff.next())  # an outage is not a hang
 
     async def _session(self, client):
         sender = self.node.sender
