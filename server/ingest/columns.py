@@ -6,15 +6,20 @@ left to the gateway and the node tag: the server keeps and re-verifies the bytes
 received and never re-encodes them. Unsigned values that the store keeps as BIGINT must be
 below 2**63. Errors name the field, like the firmware's.
 
-`decode_many` decodes a batch's records with one cbor2 call (the records are complete CBOR
-items, so their concatenation behind an array head is one CBOR array): the per-call cost
-of cbor2 is paid once per batch, not once per record.
+`decode_many` decodes a batch's records with one cbor2 decoder over their concatenation
+(the cost of a fresh decoder is paid once per batch). Each decoded map goes through a
+shape fast path (`_fast`): records with the same kind, keys and value types share one
+compiled check (ranges, lengths, version, node, seq, prev, tq, unit) that also builds the
+row. The fast path only ever accepts: anything it is not sure
+of (a null, a nested map, a uint above 2**63-1, any failed check) goes to `_row`, which
+gives the answer or the error. `_fast(raw, ...)` is None or equal to `_row(raw, ...)`
+(server/tests/test_columns.py, hypothesis, on valid records and on arbitrary maps).
 """
 
 from __future__ import annotations
 
+import io
 import json
-import struct
 from collections.abc import Sequence
 
 import cbor2
@@ -48,31 +53,118 @@ _NAMES = {kind: {k: name for k, name, _, _ in wire.HEADER + wire.BODY[kind]} for
 
 def decode(data: bytes, tag: bytes) -> RecordRow:
     """Decode and check one record; raise RecordError naming the field at fault."""
+    stream = io.BytesIO(data)
     try:
-        raw = cbor2.loads(data)
+        raw = cbor2.CBORDecoder(stream).decode()
     except _CBOR_ERRORS:
         raise RecordError("record: not CBOR") from None
+    if stream.tell() != len(data):  # as the firmware: one record is one CBOR item
+        raise RecordError("record: trailing bytes")
     return _row(raw, data, tag)
 
 
 def decode_many(pairs: Sequence[tuple[bytes, bytes]]) -> list[RecordRow | RecordError]:
-    """Decode a batch's (record, tag) pairs; a bad record yields its RecordError in place."""
-    n = len(pairs)
-    head = bytes([0x80 + n]) if n < 24 else (
-        b"\x98" + bytes([n]) if n < 256 else b"\x99" + struct.pack(">H", n))
-    try:
-        raws = cbor2.loads(head + b"".join(p[0] for p in pairs))
-        if len(raws) != n:  # a record holding several items would shift the rest
-            raise ValueError("count")
-    except _CBOR_ERRORS:
-        raws = None
+    """Decode a batch's (record, tag) pairs; a bad record yields its RecordError in place.
+
+    One decoder reads the concatenated records item by item (its per-call cost is small;
+    a top-level decode starts with no shared references, so nothing leaks between
+    records), and each item must end exactly where its record ends; a record that does
+    not is decoded alone, which names its fault."""
     out: list[RecordRow | RecordError] = []
-    for i, (data, tag) in enumerate(pairs):
+    append = out.append
+    stream = io.BytesIO(b"".join([p[0] for p in pairs]))
+    tell = stream.tell
+    decoder = cbor2.CBORDecoder(stream)
+    fast = _fast
+    end = 0
+    for data, tag in pairs:
+        end += len(data)
         try:
-            out.append(decode(data, tag) if raws is None else _row(raws[i], data, tag))
+            raw = decoder.decode()
+            whole = tell() == end
+        except _CBOR_ERRORS:
+            whole = False
+        try:
+            if whole:
+                row = fast(raw, data, tag) or _row(raw, data, tag)
+            else:
+                stream.seek(end)
+                decoder = cbor2.CBORDecoder(stream)
+                row = decode(data, tag)
         except RecordError as e:
-            out.append(e)
+            row = e
+        append(row)
     return out
+
+
+_PYTHON_TYPE = {_UINT: int, _INT: int, _TEXT: str, _BYTES: bytes}
+_MAX_SHAPES = 4096  # distinct (kind, keys, types) remembered; the rest are rebuilt
+
+
+def _compile(kind: int, keys: tuple, types: tuple):
+    """A function (values, data, tag) -> RecordRow | None for one (kind, keys, types), or
+    None when such maps are not for the fast path.
+
+    Generated as straight-line Python (one chained comparison per field) because the
+    per-record budget is a few hundred ns; the text is built only from the schema tables
+    and integer keys, never from input bytes."""
+    if kind.__class__ is not int or kind not in _LAYOUT:
+        return None
+    fields = wire.HEADER + wire.BODY[kind]
+    spec = {k: typ for k, _, typ, _ in fields}
+    if any(k.__class__ is not int or k not in spec for k in keys):
+        return None  # an unknown key (or a bool posing as 0 or 1)
+    if any(required and k not in keys for k, _, _, required in fields):
+        return None  # a required field missing: the slow path names it
+    if any(_PYTHON_TYPE.get(spec[k]) is not t for k, t in zip(keys, types, strict=True)):
+        return None  # a wrong type, a null or a map (event detail): the slow path
+    var = {k: f"f{k}" for k in keys}
+    checks = [f"f0 == {wire.VERSION}", "0 < len(f2) <= 16", "f3 != 0", "f7 < f3", "f5 <= 2"]
+    for k in keys:
+        typ = spec[k]
+        if typ == _UINT:  # above 2**63-1 may still be valid (not for BIGINT): slow path
+            checks.append(f"0 <= f{k} <= {_MAX_BIGINT}")
+        elif typ == _INT:
+            checks.append(f"{wire.MIN_I64} <= f{k} <= {wire.MAX_I64}")
+        elif k != 2:
+            checks.append(f"len(f{k}) <= {wire.MAX_TEXT}")
+    _, _, column_keys, extra_keys, _ = _LAYOUT[kind]
+    if column_keys[5] in var:
+        checks.append(f"f{column_keys[5]} in UNITS")
+    extra = [(name, k) for k, name in extra_keys if k in var]
+    extra_src = ("json.dumps({" + ", ".join(
+        f"{name!r}: f{k}" + (".hex()" if spec[k] == _BYTES else "") for name, k in extra)
+        + "}, sort_keys=True)") if extra else "None"
+    row = [var.get(k, "None") for k in (2, 3, 1, 4, 5, 6, 7) + column_keys]
+    src = (f"def check(values, data, tag):\n"
+           f"    ({', '.join(var[k] for k in keys)},) = values\n"
+           f"    if not ({' and '.join(checks)}):\n"
+           f"        return None\n"
+           f"    return new(RecordRow, ({', '.join(row)}, {extra_src}, data, tag))\n")
+    namespace = {"json": json, "UNITS": frozenset(wire.UNITS), "new": tuple.__new__,
+                 "RecordRow": RecordRow}
+    exec(compile(src, f"<record shape {kind} {keys}>", "exec"), namespace)  # noqa: S102
+    return namespace["check"]
+
+
+_shapes: dict[tuple, object] = {}
+
+
+def _fast(raw: object, data: bytes, tag: bytes) -> RecordRow | None:
+    """The row of a record whose shape is known and whose checks all pass, else None."""
+    if raw.__class__ is not dict:
+        return None
+    values = tuple(raw.values())
+    key = (raw.get(1), tuple(raw), tuple(map(type, values)))
+    try:
+        check = _shapes[key]
+    except KeyError:
+        check = _compile(*key)
+        if len(_shapes) < _MAX_SHAPES:
+            _shapes[key] = check
+    except TypeError:  # an unhashable kind
+        return None
+    return None if check is None else check(values, data, tag)
 
 
 def _row(raw: object, data: bytes, tag: bytes) -> RecordRow:

@@ -16,15 +16,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from metrotrace.gateway import envelope as cose
 
 from ..registry.keys import KeyRing
-from ..store.rows import AlertRow, EnvelopeRow, RecordRow, RejectRow, Store
-from . import RecordError
+from ..store.rows import AlertRow, BatchResult, EnvelopeRow, RecordRow, RejectRow, Store
 from .columns import decode_many
+
+try:  # hmac.digest's one-shot OpenSSL function, without the wrapper's per-call checks
+    from _hashlib import hmac_digest as _hmac_sha256
+except ImportError:  # a Python built without OpenSSL
+    _hmac_sha256 = hmac.digest
 
 TOPIC_PREFIX = "metrotrace/v1/gw/"
 TOPIC_SUFFIX = "/up"
@@ -41,6 +46,12 @@ class _Refused(Exception):
     def __init__(self, reason: str, detail: str, gateway: str | None = None) -> None:
         super().__init__(reason)
         self.reason, self.detail, self.gateway = reason, detail, gateway
+
+
+class _Checked(NamedTuple):
+    envelope: EnvelopeRow
+    rows: list[RecordRow]
+    record_rejects: list[RejectRow]
 
 
 @dataclass(frozen=True)
@@ -86,15 +97,37 @@ class Ingest:
         return True
 
     def handle(self, topic: str, payload: bytes, received: int) -> Outcome:
-        try:
-            outcome = self._handle(topic, payload, received)
-        except _Refused as r:
-            kept = payload if len(payload) <= MAX_REJECT_BYTES else payload[:MAX_REJECT_BYTES]
-            self.store.add_reject(RejectRow(received, r.reason, r.detail, topic, r.gateway,
-                                            data=kept))
-            outcome = Outcome(REJECTED, r.reason, r.detail, r.gateway)
-        self.counts[outcome.reason or outcome.status] += 1
-        return outcome
+        return self.handle_many([(topic, payload, received)])[0]
+
+    def handle_many(self, messages: Sequence[tuple[str, bytes, int]]) -> list[Outcome]:
+        """`handle` for several (topic, payload, received) messages, their envelopes and
+        records stored in one transaction (one commit): a worker acknowledges the lot once
+        this returns. Each message is judged as if handled alone, in order (a replay of an
+        envelope earlier in the same group is a replay)."""
+        outcomes: list[Outcome | None] = []
+        ready: list[tuple[int, _Checked]] = []
+        for topic, payload, received in messages:
+            try:
+                ready.append((len(outcomes), self._check(topic, payload, received)))
+                outcomes.append(None)
+            except _Refused as r:
+                outcomes.append(self._refused(r, topic, payload, received))
+        results = self.store.store_batches([(c.envelope, c.rows) for _, c in ready])
+        for (i, checked), result in zip(ready, results, strict=True):
+            try:
+                outcomes[i] = self._stored(checked, result)
+            except _Refused as r:
+                outcomes[i] = self._refused(r, checked.envelope.topic, checked.envelope.data,
+                                            checked.envelope.received)
+        for outcome in outcomes:
+            self.counts[outcome.reason or outcome.status] += 1
+        return outcomes
+
+    def _refused(self, r: _Refused, topic: str, payload: bytes, received: int) -> Outcome:
+        kept = payload if len(payload) <= MAX_REJECT_BYTES else payload[:MAX_REJECT_BYTES]
+        self.store.add_reject(RejectRow(received, r.reason, r.detail, topic, r.gateway,
+                                        data=kept))
+        return Outcome(REJECTED, r.reason, r.detail, r.gateway)
 
     def _public_key(self, received: int) -> Callable:
         def lookup(kid: bytes):  # returns Ed25519PublicKey | None, as open_envelope asks
@@ -105,7 +138,8 @@ class Ingest:
 
         return lookup
 
-    def _handle(self, topic: str, payload: bytes, received: int) -> Outcome:
+    def _check(self, topic: str, payload: bytes, received: int) -> _Checked:
+        """Everything up to storing: the envelope, the key, every record and node tag."""
         gateway = gateway_of(topic)
         if gateway is None:
             raise _Refused("bad_topic", f"topic: not {TOPIC_PREFIX}{{gateway}}{TOPIC_SUFFIX}")
@@ -128,13 +162,18 @@ class Ingest:
         env = EnvelopeRow(hashlib.sha256(payload).digest(), gateway, opened.kid, batch.seq,
                           batch.created, received, topic, batch.backfill, len(batch.records),
                           payload)
-        result = self.store.store_batch(env, rows)
+        return _Checked(env, rows, record_rejects)
+
+    def _stored(self, checked: _Checked, result: BatchResult) -> Outcome:
+        """The outcome of a checked envelope once the store has judged it."""
+        env, rows, record_rejects = checked.envelope, checked.rows, checked.record_rejects
+        gateway, topic, received = env.gateway, env.topic, env.received
         if result.envelope_id is None:
             raise _Refused("replay", f"envelope {env.digest.hex()[:16]} already stored", gateway)
         for listener in self.listeners:
             listener(rows)
         alerts = []
-        by_key = {(r.node, r.seq): r for r in rows}
+        by_key = {(r.node, r.seq): r for r in rows} if result.forgeries else {}
         for node, seq in result.forgeries:
             row = by_key[(node, seq)]
             record_rejects.append(RejectRow(received, "forgery",
@@ -157,24 +196,33 @@ class Ingest:
         rejects: list[RejectRow] = []
         nodes = self.keyring.nodes
         gateway = batch.gateway
+        macs: list[bytes] = []
         for (data, tag), row in zip(batch.records, decode_many(batch.records), strict=True):
-            if isinstance(row, RecordError):
+            if row.__class__ is not RecordRow:
                 rejects.append(RejectRow(received, "bad_record", str(row), topic, gateway,
                                          data=data + tag))
                 continue
-            key = nodes.get(row.node)
+            key = nodes.get(row[0])
             if key is None and self._maybe_reload(received):
                 nodes = self.keyring.nodes
-                key = nodes.get(row.node)
+                key = nodes.get(row[0])
             if key is None:
                 rejects.append(RejectRow(received, "unknown_node", f"node {row.node.hex()}",
                                          topic, gateway, row.node, row.seq, data + tag))
-            elif not hmac.compare_digest(hmac.digest(key, data, "sha256"), tag):
-                rejects.append(RejectRow(received, "bad_tag",
-                                         f"tag: does not match (node {row.node.hex()}, "
-                                         f"seq {row.seq})", topic, gateway, row.node, row.seq,
-                                         data + tag))
-            else:
-                rows.append(row)
+                continue
+            macs.append(_hmac_sha256(key, data, "sha256"))
+            rows.append(row)
+        # One constant-time comparison over the whole batch; only when it fails (a bad
+        # tag somewhere) is each record compared on its own to find which.
+        if not hmac.compare_digest(b"".join(macs), b"".join([r[18] for r in rows])):
+            good = []
+            for mac, row in zip(macs, rows, strict=True):
+                if hmac.compare_digest(mac, row.tag):
+                    good.append(row)
+                else:
+                    rejects.append(RejectRow(received, "bad_tag",
+                                             f"tag: does not match (node {row.node.hex()}, "
+                                             f"seq {row.seq})", topic, gateway, row.node,
+                                             row.seq, row.record + row.tag))
+            rows = good
         return rows, rejects
-

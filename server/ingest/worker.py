@@ -1,10 +1,11 @@
 """The MQTT adapter around the ingest core: one worker process of N on a shared subscription.
 
 Invariant: a message is acknowledged (PUBACK) only after its outcome is committed to the
-store, so a worker that dies or loses its database mid-message leaves it with the broker,
-which delivers it again (the store makes the second delivery harmless). A message the core
-cannot judge because of a bug is rejected as `internal` and acknowledged, so it cannot jam
-the queue; the worker keeps running either way.
+store (messages that arrived together are stored in one transaction, then each is
+acknowledged, in order), so a worker that dies or loses its database mid-message leaves it
+with the broker, which delivers it again (the store makes the second delivery harmless). A
+message the core cannot judge because of a bug is rejected as `internal` and acknowledged,
+so it cannot jam the queue; the worker keeps running either way.
 
 Topics (docs/server.md): subscribes `$share/metrotrace/metrotrace/v1/gw/+/up` (QoS 1);
 publishes `metrotrace/v1/server/status` retained {"state": "online"} (heartbeat, so one
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -32,6 +34,9 @@ from .core import SHARED_SUBSCRIPTION, Ingest
 
 STATUS_TOPIC = "metrotrace/v1/server/status"
 ALERT_TOPIC = "metrotrace/v1/alerts/{site}"
+# Messages stored per transaction at most: a group is whatever has arrived while the last
+# one was stored (no waiting), so a quiet worker commits each message alone at once.
+MAX_GROUP = 64
 ONLINE = json.dumps({"state": "online"})
 OFFLINE = json.dumps({"state": "offline"})
 
@@ -72,9 +77,12 @@ class BrokerConfig:
 
 class Worker:
     def __init__(self, store_url: str, broker: BrokerConfig, client_id: str,
-                 heartbeat_s: float = 10.0) -> None:
+                 heartbeat_s: float = 10.0, max_group: int = MAX_GROUP) -> None:
         self.store_url, self.broker, self.client_id = store_url, broker, client_id
         self.heartbeat_s = heartbeat_s
+        self.max_group = max_group
+        self._inbox: queue.Queue = queue.Queue()
+        self._generation = 0
         self.counts: Counter[str] = Counter()
         self._db_errors = _db_errors()
         self._store_failed = threading.Event()
@@ -104,21 +112,67 @@ class Worker:
         log.info("%s connected to %s:%d", self.client_id, self.broker.host, self.broker.port)
 
     def _on_message(self, client, userdata, msg) -> None:
+        # paho's network thread only queues: the consumer thread groups what has arrived.
+        self._inbox.put((self._generation, client, msg))
+
+    def _consume(self, stop: threading.Event) -> None:
+        """Take what has arrived (up to max_group messages, no waiting for more), store it
+        in one transaction, then acknowledge each message, in order of arrival."""
+        while not stop.is_set():
+            try:
+                group = [self._inbox.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            while len(group) < self.max_group:
+                try:
+                    group.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            # Messages of a connection dropped since (store recovery) are not ours to
+            # acknowledge any more: the broker delivers them again.
+            group = [(c, m) for g, c, m in group if g == self._generation]
+            if group and not self._store_failed.is_set():
+                self._handle_group(group)
+
+    def _handle_group(self, group: list) -> None:
+        received = now_ms()
         try:
-            outcome = self.ingest.handle(msg.topic, msg.payload, now_ms())
+            outcomes = self.ingest.handle_many([(m.topic, m.payload, received)
+                                                for _, m in group])
         except self._db_errors as e:
-            # Not acknowledged: the broker delivers it again once the store is back.
-            log.error("store failed, message left with the broker: %s", e)
+            # Not acknowledged: the broker delivers them again once the store is back.
+            log.error("store failed, %d messages left with the broker: %s", len(group), e)
             self.counts["store_error"] += 1
             self._store_failed.set()
             return
+        except Exception:  # outermost loop of the worker: find the message at fault alone
+            log.exception("ingest failed on a group of %d messages; one by one", len(group))
+            for client, msg in group:
+                if not self._handle_one(client, msg):
+                    return
+            return
+        for (client, msg), outcome in zip(group, outcomes, strict=True):
+            self._acknowledge(client, msg, outcome)
+
+    def _handle_one(self, client, msg) -> bool:
+        try:
+            outcome = self.ingest.handle(msg.topic, msg.payload, now_ms())
+        except self._db_errors as e:
+            log.error("store failed, message left with the broker: %s", e)
+            self.counts["store_error"] += 1
+            self._store_failed.set()
+            return False
         except Exception as e:  # outermost loop of the worker: a bug must not stop ingest
             log.exception("ingest failed on a message from %s", msg.topic)
             self.counts["internal"] += 1
             self.store.add_reject(RejectRow(now_ms(), "internal", repr(e)[:500], msg.topic,
                                             data=msg.payload[:65536]))
             client.ack(msg.mid, msg.qos)
-            return
+            return True
+        self._acknowledge(client, msg, outcome)
+        return True
+
+    def _acknowledge(self, client, msg, outcome) -> None:
         self.counts[outcome.reason or outcome.status] += 1
         self.counts["records"] += outcome.inserted
         for alert in outcome.alerts:
@@ -132,6 +186,9 @@ class Worker:
         self.client.connect(self.broker.host, self.broker.port, keepalive=30, clean_start=False,
                             properties=props)
         self.client.loop_start()
+        consumer = threading.Thread(target=self._consume, args=(stop,), name="ingest",
+                                    daemon=True)
+        consumer.start()
         try:
             while not stop.wait(self.heartbeat_s if not self._store_failed.is_set() else 0):
                 if self._store_failed.is_set():
@@ -139,6 +196,7 @@ class Worker:
                 elif self.client.is_connected():
                     self.client.publish(STATUS_TOPIC, ONLINE, qos=1, retain=True)
         finally:
+            consumer.join()
             self.client.publish(STATUS_TOPIC, OFFLINE, qos=1, retain=True).wait_for_publish(5)
             self.client.disconnect()
             self.client.loop_stop()
@@ -148,6 +206,7 @@ class Worker:
         """Drop the connection (unacknowledged messages return), reopen the store, go on."""
         self.client.disconnect()
         self.client.loop_stop()
+        self._generation += 1  # what the old connection queued is never acknowledged
         while not stop.is_set():
             try:
                 self.store.close()

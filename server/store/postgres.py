@@ -7,17 +7,19 @@ schema migrations take a transaction-scoped advisory lock so concurrent starts a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 import psycopg
 
-from .rows import RECORD_COLUMNS
+from .rows import RECORD_COLUMNS, RecordRow
 from .sql import SqlStore
 
 _MIGRATION_LOCK = 0x6D657472  # "metr": advisory lock id for schema changes
 _COLUMNS = ", ".join(RECORD_COLUMNS) + ", envelope_id"
+_KEY = itemgetter(0, 1)  # (node, seq)
 
 
 class PostgresStore(SqlStore):
@@ -43,17 +45,22 @@ class PostgresStore(SqlStore):
     def _lock_schema(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
-    def _insert_records(self, cur: Any, rows: list[tuple]) -> int:
+    def _insert_records(self, cur: Any, records: Sequence[RecordRow], envelope_id: int) -> int:
+        # Key order avoids lock-order deadlocks between workers inserting the same keys.
+        rows = sorted(records, key=_KEY)
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS incoming "
                     "(LIKE records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write_row((*row, envelope_id))
         # DISTINCT ON keeps the first copy of a key repeated inside one batch; the later
         # copy is then judged (duplicate or forgery) against the stored one.
         cur.execute(f"INSERT INTO records ({_COLUMNS}) "
                     f"SELECT DISTINCT ON (node, seq) {_COLUMNS} FROM incoming "
-                    "ORDER BY node, seq, ctid ON CONFLICT (node, seq) DO NOTHING")
+                    # rows of earlier envelopes of the same transaction are still there
+                    "WHERE envelope_id = %s "
+                    "ORDER BY node, seq, ctid ON CONFLICT (node, seq) DO NOTHING",
+                    (envelope_id,))
         return cur.rowcount
 
     def close(self) -> None:

@@ -139,6 +139,10 @@ class Store(Protocol):
     def store_batch(self, envelope: EnvelopeRow, records: Sequence[RecordRow]) -> BatchResult:
         """Keep the envelope verbatim and its records idempotently, in one transaction."""
 
+    def store_batches(self, batches: Sequence[tuple[EnvelopeRow, Sequence[RecordRow]]]
+                      ) -> list[BatchResult]:
+        """store_batch for several envelopes in one transaction: all kept, or none."""
+
     def add_reject(self, reject: RejectRow) -> None: ...
 
     def add_alert(self, alert: AlertRow) -> int: ...

@@ -1,7 +1,8 @@
 """The SQL both backends share; a backend supplies its connection and three quirks.
 
 Invariant: every write is one transaction; `store_batch` keeps the envelope and all its new
-records or nothing, and never overwrites a stored record. Statements are written once with
+records or nothing (`store_batches`: several envelopes, all or nothing), and never
+overwrites a stored record. Statements are written once with
 `?` placeholders; a backend that wants `%s` translates them in `_q`.
 """
 
@@ -40,9 +41,7 @@ _REGISTRY = {  # row type -> (table, primary key, columns)
                     ("id", "site", "node", "type", "accuracy_class", "max", "min", "e", "unit",
                      "verified_on", "verification_due", "status")),
 }
-_RECORD_INSERT = (f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}, envelope_id) "
-                  f"VALUES ({', '.join('?' * (len(RECORD_COLUMNS) + 1))}) "
-                  "ON CONFLICT (node, seq) DO NOTHING")
+_LOOKUP_CHUNK = 400  # keys per forgery lookup query (2 parameters each)
 _ENVELOPE_INSERT = ("INSERT INTO envelopes (digest, gateway, kid, batch_seq, created, received, "
                     "topic, backfill, n_records, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (digest) DO NOTHING RETURNING id")
@@ -69,8 +68,9 @@ class SqlStore:
         raise NotImplementedError
         yield
 
-    def _insert_records(self, cur: Any, rows: list[tuple]) -> int:
-        """Insert rows (ON CONFLICT DO NOTHING); return how many were new."""
+    def _insert_records(self, cur: Any, records: Sequence[RecordRow], envelope_id: int) -> int:
+        """Insert records of one envelope (ON CONFLICT DO NOTHING); return how many were new.
+        A key repeated inside `records` keeps its first copy."""
         raise NotImplementedError
 
     def _cursor(self) -> Any:
@@ -107,28 +107,42 @@ class SqlStore:
 
     # -- ingest --------------------------------------------------------------------------
     def store_batch(self, envelope: EnvelopeRow, records: Sequence[RecordRow]) -> BatchResult:
-        e = envelope
+        return self.store_batches([(envelope, records)])[0]
+
+    def store_batches(self, batches: Sequence[tuple[EnvelopeRow, Sequence[RecordRow]]]
+                      ) -> list[BatchResult]:
+        """store_batch for several envelopes in one transaction (one commit, one fsync):
+        all of them are kept, or none. Each is judged against what was stored before it,
+        including the envelopes before it in the same call."""
         with self._lock, self._tx() as cur:
-            cur.execute(self._q(_ENVELOPE_INSERT),
-                        (e.digest, e.gateway, e.kid, e.batch_seq, e.created, e.received,
-                         e.topic, int(e.backfill), e.n_records, e.data))
-            got = cur.fetchone()
-            if got is None:
-                return BatchResult(None)
-            envelope_id = got[0]
-            # Key order avoids lock-order deadlocks between workers on PostgreSQL.
-            ordered = sorted(records, key=lambda r: (r.node, r.seq))
-            inserted = self._insert_records(cur, [(*r, envelope_id) for r in ordered])
-            if inserted == len(ordered):
-                return BatchResult(envelope_id, inserted)
-            lookup = self._q("SELECT record FROM records WHERE node = ? AND seq = ?")
-            forgeries = []
-            for r in ordered:
-                cur.execute(lookup, (r.node, r.seq))
-                if bytes(cur.fetchone()[0]) != r.record:
-                    forgeries.append((r.node, r.seq))
-            duplicates = len(ordered) - inserted - len(forgeries)
-            return BatchResult(envelope_id, inserted, duplicates, tuple(forgeries))
+            return [self._store_one(cur, envelope, records) for envelope, records in batches]
+
+    def _store_one(self, cur: Any, e: EnvelopeRow, records: Sequence[RecordRow]) -> BatchResult:
+        cur.execute(self._q(_ENVELOPE_INSERT),
+                    (e.digest, e.gateway, e.kid, e.batch_seq, e.created, e.received,
+                     e.topic, int(e.backfill), e.n_records, e.data))
+        got = cur.fetchone()
+        if got is None:
+            return BatchResult(None)
+        envelope_id = got[0]
+        inserted = self._insert_records(cur, records, envelope_id)
+        if inserted == len(records):
+            return BatchResult(envelope_id, inserted)
+        forgeries = self._forgeries(cur, records)
+        return BatchResult(envelope_id, inserted, len(records) - inserted - len(forgeries),
+                           forgeries)
+
+    def _forgeries(self, cur: Any, records: Sequence[RecordRow]) -> tuple[tuple[bytes, int], ...]:
+        """(node, seq) of the records whose stored bytes differ from theirs, in batch order.
+        Keys are looked up a few hundred per query (row-value IN), not one by one."""
+        stored: dict[tuple[bytes, int], bytes] = {}
+        for i in range(0, len(records), _LOOKUP_CHUNK):
+            chunk = records[i:i + _LOOKUP_CHUNK]
+            cur.execute(self._q("SELECT node, seq, record FROM records WHERE (node, seq) IN "
+                                f"(VALUES {', '.join(['(?, ?)'] * len(chunk))})"),
+                        [v for r in chunk for v in (r.node, r.seq)])
+            stored.update(((bytes(n), s), bytes(rec)) for n, s, rec in cur.fetchall())
+        return tuple((r.node, r.seq) for r in records if stored[(r.node, r.seq)] != r.record)
 
     def add_reject(self, reject: RejectRow) -> None:
         r = reject

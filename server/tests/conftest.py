@@ -1,5 +1,6 @@
 """Fixtures for the server tests: the same store tests run on SQLite and on PostgreSQL."""
 
+import os
 import subprocess
 
 import psycopg
@@ -16,7 +17,9 @@ settings.register_profile(
 settings.load_profile("metrotrace")
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_TEST_DB = "metrotrace_test_server"
+# One database per pytest process: two test runs at once (a shared machine) must not drop
+# each other's database mid-test.
+PG_TEST_DB = f"metrotrace_test_server_{os.getpid()}"
 
 
 def fresh_postgres(name: str = PG_TEST_DB) -> str:
@@ -25,6 +28,13 @@ def fresh_postgres(name: str = PG_TEST_DB) -> str:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {name}")
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_database():
+    yield
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

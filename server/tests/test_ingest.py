@@ -199,3 +199,18 @@ def test_fuzz_ingest_never_raises_and_every_reject_has_a_known_reason(sqlite_loa
         assert outcome.reason in REASONS
     else:  # only an intact envelope can be stored
         assert payload == good and topic == site.topic
+
+
+def test_a_group_of_messages_is_judged_as_if_one_by_one_and_stored_in_one_commit(loaded,
+                                                                                 site):
+    first = site.seal(weighings(site, 4))
+    site.next_seq = dict.fromkeys(site.node_ids, 1)
+    forged = site.seal([site.weighing(0, T0 + 5, 4242)])  # seq 1 again, other bytes
+    messages = [(site.topic, first, NOW), (site.topic, b"\xff junk", NOW),
+                (site.topic, first, NOW), (site.topic, forged, NOW)]
+    outcomes = Ingest(loaded).handle_many(messages)
+    assert [(o.status, o.reason) for o in outcomes] == [
+        (STORED, None), (REJECTED, "malformed"), (REJECTED, "replay"), (STORED, None)]
+    assert outcomes[0].inserted == 4 and [r.reason for r in outcomes[3].record_rejects] == [
+        "forgery"]
+    assert loaded.count("records") == 4 and loaded.count("envelopes") == 2

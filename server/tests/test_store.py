@@ -104,3 +104,21 @@ def test_record_kinds_keep_their_fields(store, site):
     (got,) = store.records(kinds=[3])
     assert (got.value, got.reference, got.e) == (10_005, 10_000, 5)
     assert got.extra == '{"ref_id": "TW-10kg"}'
+
+
+def test_several_envelopes_in_one_transaction_all_or_nothing(store, site):
+    batch = rows(site, 6)
+    forged = batch[1]._replace(record=batch[1].record + b"\x00")
+    results = store.store_batches([(envelope_row(b"g1", 3), batch[:3]),
+                                   (envelope_row(b"g2", 4), batch[2:4] + [forged]),
+                                   (envelope_row(b"g1", 3), batch[:3])])
+    assert [r.inserted for r in results[:2]] == [3, 1] and results[2].envelope_id is None
+    assert results[1].duplicates == 1 and results[1].forgeries == ((forged.node, forged.seq),)
+    broken = EnvelopeRow(b"d" * 32, None, b"k" * 16, 1, 1, 1, "t", False, 0, b"g3")  # no gateway
+    try:
+        store.store_batches([(envelope_row(b"g4", 2), batch[4:]), (broken, [])])
+    except Exception as e:  # the backend's integrity error
+        assert "null" in str(e).lower()
+    else:
+        raise AssertionError("an envelope without columns was stored")
+    assert store.count("envelopes") == 2 and store.count("records") == 4  # g4 rolled back
