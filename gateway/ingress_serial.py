@@ -45,8 +45,13 @@ class SerialIngress:
             if waiting:
                 data += ser.read(waiting)
             acks = self.intake.receive(decoder.feed(data))
-            if acks:
-                ser.write(b"".join(wire_frame.ack_frame(a.node, a.seq, a.key) for a in acks))
+            out = []
+            for a in acks:
+                if a.time is not None:  # set the node's clock before it stamps more records
+                    out.append(wire_frame.time_frame(a.node, a.time, a.key))
+                out.append(wire_frame.ack_frame(a.node, a.seq, a.key))
+            if out:
+                ser.write(b"".join(out))
 
     def run(self, stop: threading.Event) -> None:
         backoff = Backoff(0.1, 5.0)

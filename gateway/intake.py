@@ -42,6 +42,10 @@ from .outbox import Outbox
 from .verify import ACCEPTED, DUPLICATE, FORGERY, STALE, Verifier
 
 OUTBOX_FULL = "outbox_full"
+# A node whose clock was never set (tq 0) gets the gateway's time with its next ack; one
+# set by the gateway (tq 2) is set again after this long, so its drift stays bounded.
+# Nodes with NTP (tq 1) keep their own time. docs/protocol.md §3, frame T.
+TIME_EVERY_MS = 3_600_000
 NOT_A_RECORD = "not_a_record"  # an A or T frame arriving at the gateway
 
 
@@ -50,6 +54,7 @@ class Ack:
     node: bytes
     seq: int
     key: bytes
+    time: int | None = None  # UTC ms to set the node's clock to (a T frame), if due
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class Intake:
         self.acks = AckTracker(outbox.marks())
         self._probation: dict[bytes, dict[int, int]] = {}  # node -> {seq: prev} seen
         self._full_alerted = False
+        self._time_sent: dict[bytes, int] = {}  # node -> when its clock was last set
+        self._time_due: set[bytes] = set()
 
     def receive(self, items: Iterable[wire_frame.Frame | wire_frame.Reject]) -> list[Ack]:
         now = self.clock()
@@ -105,7 +112,14 @@ class Intake:
             self.alert(alert)
         for node, fw in firmware.items():
             self.firmware_seen(node, fw)
-        return [Ack(node, mark, self.verifier.keys[node]) for node, mark in marks.items()]
+        acks = []
+        for node, mark in marks.items():
+            time = None
+            if node in self._time_due:
+                self._time_due.discard(node)
+                self._time_sent[node] = time = self.clock()
+            acks.append(Ack(node, mark, self.verifier.keys[node], time))
+        return acks
 
     def _one(self, item: wire_frame.Frame, now: int, touched: dict, alerts: list,
              firmware: dict, tally: Counter, rejected: Counter) -> None:
@@ -147,6 +161,7 @@ class Intake:
             if verdict.reason == STALE:
                 touched[node] = True  # answer with the mark: the node may drop it
             return
+        self._note_clock(node, fields["tq"], now)
         if marked:
             self.acks.stored(node, seq, fields["prev"])
             touched[node] = True
@@ -159,6 +174,17 @@ class Intake:
             for s, prev in sorted(seen.items()):
                 self.acks.stored(node, s, prev)
             touched[node] = True
+
+
+    def _note_clock(self, node: bytes, tq: int, now: int) -> None:
+        """Decide whether the node's next ack carries the gateway's time."""
+        if tq == wire_record.TQ_NTP:
+            return
+        last = self._time_sent.get(node)
+        if last is not None and now - last < 1000:
+            return  # just sent: the node has not stamped a record with it yet
+        if tq == wire_record.TQ_UNSET or last is None or now - last >= TIME_EVERY_MS:
+            self._time_due.add(node)
 
 
 def _firmware(fields: dict) -> str | None:

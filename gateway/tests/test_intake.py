@@ -12,18 +12,18 @@ NODE = bytes.fromhex("0102030405060708")
 KEY = b"k" * 32
 
 
-def frames(seqs, net=1000):
-    recs = [record.make(record.WEIGHING, NODE, s, s - 1, 1_700_000_000_000 + s, record.TQ_NTP,
+def frames(seqs, net=1000, tq=record.TQ_NTP):
+    recs = [record.make(record.WEIGHING, NODE, s, s - 1, 1_700_000_000_000 + s, tq,
                         "S1", gross=net, tare=0, net=net, e=5, unit="g",
                         flags=record.F_STABLE) for s in seqs]
     return frame.Decoder().feed(b"".join(frame.record_frame(r, KEY) for r in recs))
 
 
-def make(tmp_path, bound=1000):
+def make(tmp_path, bound=1000, clock=lambda: 5):
     alerts = []
     box = Outbox(tmp_path / "o.sqlite", bound)
     counters = Counters()
-    intake = Intake(Verifier({NODE: KEY}, seen=box), box, counters, lambda: 5, alerts.append)
+    intake = Intake(Verifier({NODE: KEY}, seen=box), box, counters, clock, alerts.append)
     return intake, box, counters, alerts
 
 
@@ -113,3 +113,19 @@ def test_pruned_digests_make_old_resends_stale_never_stored_and_keep_the_outbox_
     assert counters.snapshot()["duplicate"] == 1 and box.depth == 20
     (ack,) = intake.receive(frames([121]))  # new records flow
     assert ack.seq == 121 and box.depth == 21
+
+
+def test_a_node_without_a_clock_gets_the_gateways_time_with_its_ack(tmp_path):
+    now = [1_763_884_800_000]
+    intake, box, _, _ = make(tmp_path, clock=lambda: now[0])
+    (ack,) = intake.receive(frames([1, 2], tq=record.TQ_UNSET))
+    assert ack.time == now[0]
+    now[0] += 200  # the node has not stamped a record with it yet: not again at once
+    assert intake.receive(frames([3], tq=record.TQ_UNSET))[0].time is None
+    now[0] += 60_000  # set by the gateway (tq 2): left alone for an hour...
+    assert intake.receive(frames([4], tq=record.TQ_GATEWAY))[0].time is None
+    now[0] += 3_600_000  # ...then set again, so its drift stays bounded
+    assert intake.receive(frames([5], tq=record.TQ_GATEWAY))[0].time == now[0]
+    # a node with NTP keeps its own time
+    assert intake.receive(frames([6], tq=record.TQ_NTP))[0].time is None
+    box.close()
