@@ -102,9 +102,12 @@ def _scale_records(node: Node, rng: random.Random, start: int, days: int, kind: 
         if kind == "drifting" and d >= 30:
             true += 0.2 * (d - 30)
         if kind == "tampered" and d == 45:
-            out.append(node.make(record.EVENT, t - 600_000, inst=None, code="seal_opened"))
-            out.append(node.make(record.EVENT, t - 300_000, inst=None,
-                                 code="calibration_changed", detail={"span": 101500}))
+            # The firmware's own audit events (app/params.py): seal, then cal_change.
+            out.append(node.make(record.EVENT, t - 600_000, inst=None, code="seal",
+                                 detail={"state": "open", "by": "stallholder"}))
+            out.append(node.make(record.EVENT, t - 300_000, inst=None, code="cal_change",
+                                 detail={"param": "span_raw", "old": 100000, "new": 101500,
+                                         "by": "stallholder"}))
         if kind == "tampered" and d >= 45:
             true += 150.0
         raw = round((10_000 + true) * 20 + rng.gauss(0, 4))

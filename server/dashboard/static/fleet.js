@@ -101,7 +101,8 @@ function charts(i, c, now) {
       { vspan: [i.crossing_lo_ms, Math.min(i.crossing_hi_ms, tEnd)], cls: "crossing" },
       { dots: [[crossing, sign * mpeLast, "sig", `predicted crossing ${day(crossing)}`]], r: 5 });
   }
-  const LOUD = new Set(["seal_opened", "calibration_changed", "parameter_changed"]);
+  // The firmware's audit codes (docs/firmware.md): seal, cal_change, param_change.
+  const LOUD = new Set(["seal", "cal_change", "param_change"]);
   const marks = c.events.filter((e) => LOUD.has(e.code) && e.t >= t0)
     .map((e, k) => ({ vline: e.t, cls: "limit", label: k ? "" : e.code.replace("_", " ") }));
   const errs = pts.map((p) => p.error).concat(band.flatMap((b) => [b[1], b[2]]));
@@ -150,7 +151,8 @@ function checkTable(rows, unit) {
 
 function events(list) {
   if (!list.length) return `<p class="empty">No audit events.</p>`;
-  const loud = new Set(["seal_opened", "calibration_changed", "parameter_changed", "buffer_overflow"]);
+  const loud = new Set(["seal", "cal_change", "param_change", "buffer_full", "flash_full",
+    "pulse_rate", "driver_error"]);
   return table(["time (UTC)", "event", "detail"], list.slice(0, 30).map((e) => `<tr class="${loud.has(e.code) ? "bad" : ""}">
     <td>${stamp(e.t)}</td><td><b>${esc(e.code)}</b></td><td><code>${esc(e.detail ? JSON.stringify(e.detail) : "")}</code></td></tr>`));
 }

@@ -76,7 +76,7 @@ def test_instrument_page_draws_the_mpe_band_and_the_drift_charts(page, server, s
     assert "drift confirmed" in page.inner_text("[data-reasons]")
     shots(page, "instrument-drifting")
     open_view(page, f"{base}/#/instrument/{truth.tampered}")
-    assert "calibration_changed" in page.inner_text("body")  # the audit trail shows why
+    assert "cal_change" in page.inner_text("body")  # the audit trail shows why
     assert page.query_selector_all("[data-chart='mpe'] circle.pt.out")
     shots(page, "instrument-tampered")
 

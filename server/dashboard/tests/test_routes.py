@@ -48,7 +48,7 @@ def test_instrument_charts_are_the_engines_state_after_each_check(client):
     assert {p["mpe"] for p in checks} == {10.0}  # class III, 10 kg = 2000 e: 2 e in service
     tampered = c.get(f"/dashboard/api/instrument/{truth.tampered}").json()
     codes = [e["code"] for e in tampered["charts"]["events"]]
-    assert "calibration_changed" in codes and "seal_opened" in codes
+    assert "cal_change" in codes and "seal" in codes
     assert c.get("/dashboard/api/instrument/NOPE").status_code == 404
 
 
