@@ -9,19 +9,11 @@
 import sys
 
 try:
+    from metro.sim.rng import Lcg
     from metro.wire import frame, record
 except ImportError:  # CPython, with metrotrace installed
+    from metrotrace.firmware.metro.sim.rng import Lcg
     from metrotrace.firmware.metro.wire import frame, record
-
-
-class Lcg:
-    # Numerical Recipes LCG: the same sequence on every interpreter.
-    def __init__(self, seed):
-        self.state = seed & 0xFFFFFFFF
-
-    def below(self, n):
-        self.state = (1664525 * self.state + 1013904223) & 0xFFFFFFFF
-        return (self.state >> 8) % n
 
 
 E = 5  # scale interval, g (class III, Max 15 kg)
