@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--influx-token", default=os.environ.get("INFLUX_TOKEN", ""))
     run.add_argument("--influx-org", default="metrotrace")
     run.add_argument("--influx-bucket", default="metrotrace")
+    run.add_argument("--monitor-every", type=float, default=60.0, metavar="SECONDS",
+                     help="run the drift monitor this often (0: never); of several workers "
+                          "on one store only the holder of the store's monitor lease runs it")
     run.set_defaults(func=_server_run)
 
     api = server_sub.add_parser("api", help="serve the HTTP API (OpenAPI at /docs)")
@@ -101,7 +104,8 @@ def _server_run(args: argparse.Namespace) -> int:
     password = (args.password_file.read_text().strip() if args.password_file
                 else os.environ.get("METROTRACE_MQTT_PASSWORD"))
     broker = BrokerConfig(host or "127.0.0.1", int(port), args.username, password, args.tls_ca)
-    worker = Worker(store_url(args), broker, args.client_id)
+    worker = Worker(store_url(args), broker, args.client_id,
+                    monitor_every_s=args.monitor_every)
     exporter = None
     if args.influx_url:
         from metrotrace.server.export.influx import InfluxExporter
@@ -179,6 +183,8 @@ def _verify(args: argparse.Namespace) -> int:
         store.close()
     for problem in report.problems:
         print(json.dumps(problem, sort_keys=True))
+    for warning in report.warnings:
+        print(json.dumps({**warning, "warning": True}, sort_keys=True))
     print(json.dumps(report.summary(), sort_keys=True))
     return 0 if report.ok else 1
 

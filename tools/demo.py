@@ -154,7 +154,8 @@ class Demo:
         influx = ["--influx-url", self.influx_url] if self.influx_url else []
         worker = self.procs.start("server-worker", [*mt, "server", "run", *store, "--broker",
                                                     f"127.0.0.1:{broker}", "--client-id",
-                                                    "demo-worker-1", *influx], order=40)
+                                                    "demo-worker-1", "--monitor-every", "0",
+                                                    *influx], order=40)  # demo_jobs monitors
         api = self.procs.start("server-api", [*mt, "server", "api", *store, "--port",
                                               str(self.port)], order=40)
         self.procs.start("server-jobs", [sys.executable, "-m", "metrotrace.tools.demo_jobs",

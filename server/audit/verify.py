@@ -1,4 +1,5 @@
-"""`metrotrace verify`: every stored envelope, node tag and decoded column checked again.
+"""`metrotrace verify`: every stored envelope, node tag and decoded column checked again,
+and each node's `prev` chain and each gateway's batch seqs walked for deletions (chain.py).
 
 Invariant: uses only public gateway keys, node keys and the stored bytes; a problem is a
 dict naming what failed and why, and verification goes on to the end (or, in a damaged
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from metrotrace.gateway import envelope as cose
@@ -22,6 +24,7 @@ from ..ingest.columns import decode
 from ..ingest.core import gateway_of
 from ..store.rows import Store
 from .archive import ArchiveError, read_archive
+from .chain import ChainWalk, batch_gaps, walk_unsorted
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Report:
     records: int = 0
     stored_rows: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # do not fail verification
 
     @property
     def ok(self) -> bool:
@@ -37,7 +41,37 @@ class Report:
 
     def summary(self) -> dict[str, Any]:
         return {"ok": self.ok, "envelopes": self.envelopes, "records": self.records,
-                "stored_rows": self.stored_rows, "problems": len(self.problems)}
+                "stored_rows": self.stored_rows, "problems": len(self.problems),
+                "warnings": len(self.warnings)}
+
+
+@dataclass
+class _Found:
+    """What the verified envelopes hold: their records' chain links and their batch seqs."""
+
+    records: list[tuple[bytes, int, int, int]] = field(default_factory=list)  # node seq prev env
+    batches: dict[str, set[int]] = field(default_factory=dict)  # gateway -> batch seqs
+    # (node, seq, prev) read, unverified, from envelopes that failed: already a problem
+    # each, they still link their chains so one damaged envelope is not also N chain gaps
+    unverified: list[tuple[bytes, int, int]] = field(default_factory=list)
+
+
+def _unverified_links(data: bytes) -> list[tuple[bytes, int, int]]:
+    """Best effort: the chain links of an envelope that does not verify (none if unreadable)."""
+    try:
+        body = cbor2.loads(cbor2.loads(data).value[2])
+        pairs = body[4]
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, AttributeError,
+            IndexError, KeyError):
+        return []
+    links = []
+    for pair in pairs if isinstance(pairs, list) else ():
+        try:
+            row = decode(pair[0], pair[1])
+        except (RecordError, TypeError, IndexError):
+            continue
+        links.append((row.node, row.seq, row.prev))
+    return links
 
 
 class _Keys:
@@ -50,13 +84,14 @@ class _Keys:
 
 
 def _check_envelope(keys: _Keys, env_id: int, topic: str, data: bytes, report: Report,
-                    seen: set[bytes] | None) -> None:
+                    seen: set[bytes] | None, found: _Found) -> None:
     report.envelopes += 1
     where = {"envelope_id": env_id, "topic": topic}
     try:
         opened = cose.open_envelope(data, topic, keys.publics.get)
     except cose.EnvelopeError as e:
         report.problems.append({**where, "reason": e.reason, "detail": e.detail})
+        found.unverified.extend(_unverified_links(data))
         return
     batch = opened.batch
     key = keys.gateway_keys[opened.kid]
@@ -66,6 +101,7 @@ def _check_envelope(keys: _Keys, env_id: int, topic: str, data: bytes, report: R
                                              and batch.created >= key["revoked_at"]):
         report.problems.append({**where, "reason": "key_not_valid_at_created",
                                 "created": batch.created})
+    found.batches.setdefault(batch.gateway, set()).add(batch.seq)
     for data_, tag in batch.records:
         report.records += 1
         try:
@@ -81,6 +117,7 @@ def _check_envelope(keys: _Keys, env_id: int, topic: str, data: bytes, report: R
                 report.problems.append({**where, "node": row.node.hex(), "seq": row.seq,
                                         "reason": "bad_tag" if node_key else "unknown_node"})
             continue
+        found.records.append((row.node, row.seq, row.prev, env_id))
         if seen is not None:
             seen.add(_digest(data_, tag))
 
@@ -91,17 +128,23 @@ def _digest(data: bytes, tag: bytes) -> bytes:
 
 def verify_store(store: Store) -> Report:
     """Envelopes, then every stored record: tag good, bytes inside a verified envelope,
-    columns equal to what the bytes say."""
+    columns equal to what the bytes say; no gap in a node's chain; every good record of a
+    verified envelope stored (unless ingest rejected it as unknown_node)."""
     from .archive import registry_json
 
     reg = registry_json(store.registry())
     keys = _Keys(reg["keys"], reg["nodes"])
     report = Report()
     verified: set[bytes] = set()
+    found = _Found()
     for env in store.envelopes():
-        _check_envelope(keys, env.id, env.topic, env.data, report, verified)
-    for row, envelope_id in store.stored_records():
+        _check_envelope(keys, env.id, env.topic, env.data, report, verified, found)
+    chain = ChainWalk()
+    stored: set[tuple[bytes, int]] = set()
+    for row, envelope_id in store.stored_records():  # in (node, seq) order
         report.stored_rows += 1
+        chain.add(row.node, row.seq, row.prev)
+        stored.add((row.node, row.seq))
         where = {"node": row.node.hex(), "seq": row.seq, "envelope_id": envelope_id}
         node_key = keys.nodes.get(row.node)
         if node_key is None or not hmac.compare_digest(
@@ -119,17 +162,29 @@ def verify_store(store: Store) -> Report:
                 changed = [n for n, a, b in zip(row._fields, row, again, strict=True) if a != b]
                 report.problems.append({**where, "reason": "columns_differ_from_bytes",
                                         "fields": changed})
+    report.problems.extend(chain.problems)
+    refused = {(r.node, r.seq) for r in store.rejects(reason="unknown_node", limit=1 << 62)}
+    for node, seq, _prev, env_id in found.records:
+        if (node, seq) not in stored and (node, seq) not in refused:
+            stored.add((node, seq))  # report each once, however many envelopes carry it
+            report.problems.append({"reason": "missing_from_store", "node": node.hex(),
+                                    "seq": seq, "envelope_id": env_id})
+    report.warnings.extend(batch_gaps(found.batches))
     return report
 
 
 def verify_archive(path: str | Path) -> Report:
     report = Report()
+    found = _Found()
     with open(path, "rb") as f:
         try:
             header, items = read_archive(f)
             keys = _Keys(header["registry"]["keys"], header["registry"]["nodes"])
             for env_id, topic, _received, data in items:
-                _check_envelope(keys, env_id, topic, data, report, None)
+                _check_envelope(keys, env_id, topic, data, report, None, found)
         except ArchiveError as e:
             report.problems.append({"reason": "archive_damaged", "detail": str(e)})
+    report.problems.extend(walk_unsorted(
+        [*((n, s, p) for n, s, p, _ in found.records), *found.unverified]))
+    report.warnings.extend(batch_gaps(found.batches))
     return report

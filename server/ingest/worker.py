@@ -10,7 +10,8 @@ so it cannot jam the queue; the worker keeps running either way.
 Topics (docs/server.md): subscribes `$share/metrotrace/metrotrace/v1/gw/+/up` (QoS 1);
 publishes `metrotrace/v1/server/status` retained {"state": "online"} (heartbeat, so one
 worker's Last Will "offline" does not hide the others for long) and alerts on
-`metrotrace/v1/alerts/{site}` (QoS 1).
+`metrotrace/v1/alerts/{site}` (QoS 1): ingest's forgeries, and the drift monitor's state
+changes when `monitor_every_s` > 0 (monitoring.py; one worker per store runs it).
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ class BrokerConfig:
 
 class Worker:
     def __init__(self, store_url: str, broker: BrokerConfig, client_id: str,
-                 heartbeat_s: float = 10.0, max_group: int = MAX_GROUP) -> None:
+                 heartbeat_s: float = 10.0, max_group: int = MAX_GROUP,
+                 monitor_every_s: float = 0.0) -> None:
         self.store_url, self.broker, self.client_id = store_url, broker, client_id
+        self.monitor_every_s = monitor_every_s  # 0: this worker never runs the drift monitor
         self.heartbeat_s = heartbeat_s
         self.max_group = max_group
         self._inbox: queue.Queue = queue.Queue()
@@ -189,6 +192,7 @@ class Worker:
         consumer = threading.Thread(target=self._consume, args=(stop,), name="ingest",
                                     daemon=True)
         consumer.start()
+        monitor = self._start_monitor(stop)
         try:
             while not stop.wait(self.heartbeat_s if not self._store_failed.is_set() else 0):
                 if self._store_failed.is_set():
@@ -197,10 +201,27 @@ class Worker:
                     self.client.publish(STATUS_TOPIC, ONLINE, qos=1, retain=True)
         finally:
             consumer.join()
+            if monitor is not None:
+                monitor.join()
             self.client.publish(STATUS_TOPIC, OFFLINE, qos=1, retain=True).wait_for_publish(5)
             self.client.disconnect()
             self.client.loop_stop()
             self.store.close()
+
+    def _start_monitor(self, stop: threading.Event) -> threading.Thread | None:
+        if self.monitor_every_s <= 0:
+            return None
+        from .monitoring import MonitorLoop
+
+        loop = MonitorLoop(self.store_url, self.monitor_every_s, self._publish_alert, now_ms,
+                           self.counts)
+        thread = threading.Thread(target=loop.run, args=(stop,), name="monitor", daemon=True)
+        thread.start()
+        return thread
+
+    def _publish_alert(self, topic: str, payload: str) -> None:
+        # self.client at call time: store recovery replaces the client
+        self.client.publish(topic, payload, qos=1)
 
     def _recover_store(self, stop: threading.Event) -> None:
         """Drop the connection (unacknowledged messages return), reopen the store, go on."""

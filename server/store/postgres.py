@@ -7,6 +7,7 @@ schema migrations take a transaction-scoped advisory lock so concurrent starts a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
@@ -29,6 +30,7 @@ class PostgresStore(SqlStore):
         super().__init__()
         self.url = url
         self.conn = psycopg.connect(url, autocommit=True)
+        self._leases: set[str] = set()
         self._migrate()
 
     def _q(self, sql: str) -> str:
@@ -63,5 +65,19 @@ class PostgresStore(SqlStore):
                     (envelope_id,))
         return cur.rowcount
 
+    def try_lease(self, name: str) -> bool:
+        # A session-level advisory lock: held by this connection until it closes, dropped
+        # by the server when the connection (or the process holding it) dies.
+        if name in self._leases:
+            return True
+        key = int.from_bytes(hashlib.sha256(f"metrotrace:{name}".encode()).digest()[:8],
+                             "big", signed=True)
+        with self._lock:
+            held = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+        if held:
+            self._leases.add(name)
+        return bool(held)
+
     def close(self) -> None:
+        self._leases.clear()
         self.conn.close()

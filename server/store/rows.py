@@ -171,4 +171,9 @@ class Store(Protocol):
 
     def count(self, table: str) -> int: ...
 
+    def try_lease(self, name: str) -> bool:
+        """Hold the store-wide lock `name` until close() (or the process dies); True when
+        this store holds it, False while another connection does. Never waits."""
+        ...
+
     def close(self) -> None: ...

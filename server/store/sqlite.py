@@ -38,6 +38,7 @@ class SqliteStore(SqlStore):
         self.conn.execute(f"PRAGMA synchronous={synchronous}")
         self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._write_lock = open(f"{self.path}-writelock", "a")  # noqa: SIM115 (held open)
+        self._leases: dict[str, Any] = {}  # name -> open lock file holding its flock
         self._migrate()
 
     def _cursor(self) -> sqlite3.Cursor:
@@ -66,7 +67,26 @@ class SqliteStore(SqlStore):
         cur.executemany(_RECORD_INSERT_FOR.format(envelope_id=int(envelope_id)), records)
         return self.conn.total_changes - before
 
+    def try_lease(self, name: str) -> bool:
+        # flock on `<file>-lease-<name>`: every process on this file sees it, and the
+        # kernel drops it when the holder dies, so a crashed holder never blocks the rest.
+        if name in self._leases:
+            return True
+        if not name.isidentifier():
+            raise ValueError(f"lease name: expected an identifier, got {name!r}")
+        f = open(f"{self.path}-lease-{name}", "a")  # noqa: SIM115 (held open while leased)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            return False
+        self._leases[name] = f
+        return True
+
     def close(self) -> None:
         self.conn.close()
         self._write_lock.close()
+        for f in self._leases.values():
+            f.close()
+        self._leases.clear()
 
