@@ -12,11 +12,8 @@ import signal
 import sqlite3
 import time
 
-import pytest
-
 from metrotrace.tools import simnode
 from tests.gwharness import (
-    Mosquitto,
     PtyNode,
     Receiver,
     gateway_dir,
@@ -29,6 +26,13 @@ KEY = bytes(range(32))
 T0 = 1_763_884_800_000
 
 
+def wait_delivered(node, receiver, count, outbox, node_timeout) -> None:
+    """Every record acknowledged to the node, at the receiver, and gone from the outbox."""
+    wait_for(node.done.is_set, node_timeout, "the node to see every record acknowledged")
+    wait_for(lambda: receiver.count() == count, 60, "every record at the receiver")
+    wait_for(lambda: outbox_depth(outbox) == (0, 0), 30, "the outbox to drain")
+
+
 def outbox_depth(path) -> tuple[int, int]:
     db = sqlite3.connect(path)
     try:
@@ -37,13 +41,6 @@ def outbox_depth(path) -> tuple[int, int]:
     finally:
         db.close()
 
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Mosquitto(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 def test_broker_stopped_mid_stream_then_restarted_every_record_arrives_once(tmp_path, broker):
@@ -61,10 +58,7 @@ def test_broker_stopped_mid_stream_then_restarted_every_record_arrives_once(tmp_
         time.sleep(2)  # the node keeps sending; the gateway keeps storing
         assert node.acked > stopped_at, "intake must go on while the uplink is down"
         broker.start()
-        wait_for(node.done.is_set, 120, "the node to see every record acknowledged")
-        wait_for(lambda: receiver.count() == count, 60, "every record at the receiver")
-        wait_for(lambda: outbox_depth(tmp_path / "outbox.sqlite") == (0, 0), 30,
-                 "the outbox to drain")
+        wait_delivered(node, receiver, count, tmp_path / "outbox.sqlite", 120)
     finally:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(20)
@@ -99,10 +93,7 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path, broker):
             gateway.wait(10)
             kills += 1
             gateway = start_gateway(config, log)
-        wait_for(node.done.is_set, 180, "the node to see every record acknowledged")
-        wait_for(lambda: receiver.count() == count, 60, "every record at the receiver")
-        wait_for(lambda: outbox_depth(tmp_path / "outbox.sqlite") == (0, 0), 30,
-                 "the outbox to drain")
+        wait_delivered(node, receiver, count, tmp_path / "outbox.sqlite", 180)
     finally:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(20)

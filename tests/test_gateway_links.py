@@ -8,7 +8,6 @@ import threading
 import time
 
 import cbor2
-import pytest
 
 from metrotrace.firmware.metro.wire import frame, record
 from metrotrace.gateway.app import Gateway
@@ -29,13 +28,6 @@ KEY = bytes(range(32))
 T0 = 1_763_884_800_000
 UP = "metrotrace/v1/gw/gw-test/up"
 
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Mosquitto(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 def run(gw: Gateway) -> threading.Thread:

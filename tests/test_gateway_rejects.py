@@ -14,20 +14,13 @@ from metrotrace.gateway.app import Gateway
 from metrotrace.gateway.config import load
 from metrotrace.gateway.ingress_mqtt import node_topic
 from metrotrace.tools import simnode
-from tests.gwharness import Mosquitto, PtyNode, Receiver, client, gateway_dir, wait_for
+from tests.gwharness import PtyNode, Receiver, client, gateway_dir, wait_for
 
 NODE = bytes.fromhex("e6614103e7513a2f")
 KEY = bytes(range(32))
 STRANGER = bytes.fromhex("00000000deadbeef")
 T0 = 1_763_884_800_000
 
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Mosquitto(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture

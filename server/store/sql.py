@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from . import schema
@@ -49,7 +50,7 @@ _ENVELOPE_COLUMNS = "id, digest, gateway, kid, batch_seq, created, received, top
                     "n_records, data"
 
 
-class SqlStore:
+class SqlStore(ABC):
     """Shared implementation; subclasses set `dialect` and implement the hooks below."""
 
     dialect = ""
@@ -62,19 +63,18 @@ class SqlStore:
     def _q(self, sql: str) -> str:
         return sql
 
-    @contextmanager
-    def _tx(self) -> Iterator[Any]:
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Any]:
         """A cursor inside one write transaction: commit on success, roll back on error."""
-        raise NotImplementedError
-        yield
 
+    @abstractmethod
     def _insert_records(self, cur: Any, records: Sequence[RecordRow], envelope_id: int) -> int:
         """Insert records of one envelope (ON CONFLICT DO NOTHING); return how many were new.
         A key repeated inside `records` keeps its first copy."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _cursor(self) -> Any:
-        raise NotImplementedError
+        """A cursor for reads."""
 
     # -- schema --------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -96,8 +96,9 @@ class SqlStore:
                     cur.execute(self._q("INSERT INTO schema_version VALUES (?, ?)"),
                                 (version, description))
 
-    def _lock_schema(self, cur: Any) -> None:
-        """Serialise concurrent migrations (two workers starting at once)."""
+    def _lock_schema(self, cur: Any) -> None:  # noqa: B027 - a no-op by default on purpose
+        """Serialise concurrent migrations (two workers starting at once). SQLite's write
+        transaction already does; PostgreSQL overrides this with an advisory lock."""
 
     def schema_version(self) -> int:
         with self._lock:
