@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from operator import itemgetter
 from typing import Any
 
@@ -79,5 +79,10 @@ class PostgresStore(SqlStore):
         return bool(held)
 
     def close(self) -> None:
+        # Release leases before closing: the server drops a closed session's locks only
+        # when its backend notices the hang-up, so another worker could miss its turn.
+        if self._leases and not self.conn.closed:
+            with self._lock, suppress(psycopg.Error):  # a dead connection holds no locks
+                self.conn.execute("SELECT pg_advisory_unlock_all()")
         self._leases.clear()
         self.conn.close()
