@@ -9,7 +9,11 @@ must be part of one unbroken `prev` chain from the node's first record to its la
 with no (node, seq) accepted twice and no forgery (same seq, other bytes).
 
 Heap: the node prints {"heap": {"peak_live": ...}}, the largest gc.mem_alloc() seen
-right after gc.collect() in its instrument and link loops.
+right after gc.collect() in its instrument and link loops, and each status record the
+gateway gets carries mem_free (also after gc.collect()): the peak reported is the larger
+of the two views. The issue asks for a 64 KiB heap; on this 64-bit unix port the node's
+code and interned names alone take more than that (docs/firmware.md, "Memory"), so the
+test runs at HEAP and holds the peak to PEAK_MAX, so that growth is caught.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from metrotrace.firmware.metro.core.outbox import Outbox
-from metrotrace.firmware.metro.wire import frame
+from metrotrace.firmware.metro.wire import frame, record
 from metrotrace.gateway.acks import AckTracker
 from metrotrace.gateway.verify import ACCEPTED, DUPLICATE, Verifier
 from tests import micropython
@@ -39,13 +43,22 @@ NODE = bytes.fromhex("e6614103e7513a2f")
 KEY = bytes(range(32))
 TARGET = 10_000
 RESETS = 20
-# The smallest heap the whole node (scale, pump, scanner, TCP link) runs in reliably on
-# the 64-bit unix port, precompiled as deployed: peak live 96-100 KiB, growing with the
-# outbox backlog (one object per segment); 104k runs while the outbox drains but not
-# once it fills (docs/firmware.md, "Memory"). A node with the driven stimulus and console
-# (tests/test_firmware_driven.py) or the MQTT uplink carries ~15 KiB more code: HEAP_DRIVEN.
+# The heap the whole node (scale, pump, scanner, TCP link) runs in reliably on the 64-bit
+# unix port, precompiled as deployed: peak live 96-98 KiB, growing with the outbox
+# backlog (one object per segment) and with the firmware's code; it boots and runs at
+# 104k while the outbox drains, not at 100k (docs/firmware.md, "Memory"). The issue's
+# 64k is out of reach here: the code and interned names alone are ~83 KiB.
+# A node with the driven stimulus and console (tests/test_firmware_driven.py) or the
+# MQTT uplink carries ~15 KiB more code: HEAP_DRIVEN.
 HEAP = "112k"
+# The most live heap with which the node still runs in HEAP: it needs ~6 KiB free
+# beyond its live objects for the garbage between collections (gc.threshold).
+PEAK_MAX = 104 * 1024
 HEAP_DRIVEN = "128k"
+# Where the node finds its modules, relative to its working directory. Every module's
+# __file__ is an interned name the node keeps for good (qstrs are never freed): a
+# board's are "/lib/metro/...", and a pytest tmp_path would add ~2 KiB of heap.
+LIB = "lib"
 
 
 def compile_firmware(dest: Path) -> None:
@@ -132,6 +145,9 @@ class Gateway:
             with contextlib.suppress(OSError):  # a killed node resends on its next run
                 conn.sendall(frame.ack_frame(NODE, mark, KEY))
 
+    def status_seen(self) -> bool:
+        return any(r["kind"] == record.STATUS for r in self.records.values())
+
     def close(self) -> None:
         for conn in list(self.conns):
             conn.close()
@@ -159,10 +175,23 @@ def _config(tmp: Path, port: int, data: Path, **over) -> Path:
 
 
 def _start(build: Path, cfg: Path, log, heap: str = HEAP) -> subprocess.Popen:
+    """The node from the precompiled modules in build (tmp_path / LIB), run in tmp_path."""
     exe = micropython.interpreter()
-    env = {"MICROPYPATH": f".frozen:{build}", "PATH": "/usr/bin:/bin"}
+    env = {"MICROPYPATH": f".frozen:{build.name}", "PATH": "/usr/bin:/bin"}
     return subprocess.Popen([exe, "-X", f"heapsize={heap}", "-m", "metro.app.host", str(cfg)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=build.parent)
+
+
+def _peak_heap(text: str, records: dict[int, dict]) -> tuple[int, int]:
+    """(peak live heap in bytes, heap size) from the node's {"heap"} lines and the
+    mem_free of the status records the gateway got (heap size - mem_free = live)."""
+    lines = [json.loads(line)["heap"] for line in text.splitlines()
+             if line.startswith('{"heap"')]
+    assert lines, "the node printed no heap figures"
+    total = lines[0]["heap_total"]
+    frees = [r["mem_free"] for r in records.values() if r["kind"] == record.STATUS]
+    assert frees, "no status record delivered"
+    return max(max(h["peak_live"] for h in lines), total - min(frees)), total
 
 
 def _chain_is_whole(records: dict[int, dict]) -> int:
@@ -176,7 +205,8 @@ def _chain_is_whole(records: dict[int, dict]) -> int:
 
 
 def test_10000_records_survive_20_random_resets(tmp_path):
-    build = tmp_path / "build"
+    began = time.monotonic()
+    build = tmp_path / LIB
     compile_firmware(build)
     data = tmp_path / "flash"
     gw = Gateway()
@@ -193,11 +223,12 @@ def test_10000_records_survive_20_random_resets(tmp_path):
                 node.wait()
                 resets += 1
                 assert resets < 200, f"only {len(gw.records)} records after {resets} runs"
-            # Last run: instruments keep going; wait until the outbox is drained.
+            # Last run: instruments keep going; wait until the outbox is drained and a
+            # status record (every status_s = 2 s: its mem_free is a heap figure) is in.
             node = _start(build, cfg, log)
             for _ in range(100):
                 gw.pump(0.2)
-                if gw.acks.mark(NODE) >= max(gw.records):
+                if gw.acks.mark(NODE) >= max(gw.records) and gw.status_seen():
                     break
             node.send_signal(signal.SIGKILL)
             node.wait()
@@ -217,10 +248,11 @@ def test_10000_records_survive_20_random_resets(tmp_path):
     assert kinds >= {1, 2, 4, 5, 6}, kinds
     codes = {r["code"] for r in gw.records.values() if r["kind"] == 6}
     assert {"power_up", "clock_set", "scan_rejected"} <= codes, codes
-    peaks = [json.loads(line)["heap"]["peak_live"] for line in text.splitlines()
-             if line.startswith('{"heap"')]
+    peak, total = _peak_heap(text, gw.records)
     print(f"\n{len(gw.records)} records, {resets} resets, {gw.duplicates} resends seen, "
-          f"peak live heap {max(peaks)} bytes of {HEAP}")
+          f"peak live heap {peak} bytes of {total} (-X heapsize={HEAP}), "
+          f"{time.monotonic() - began:.1f} s")
+    assert peak <= PEAK_MAX, f"peak live heap {peak} B is over the {PEAK_MAX} B budget"
     shutil.rmtree(build)
 
 
@@ -228,7 +260,7 @@ def test_a_gateway_away_for_15_s_starves_no_watchdog_and_gets_the_records_after(
     # Waiting to reconnect counts as a healthy link loop (app/host.py _connection): with
     # a 2 s link deadline, a loop that did not beat while a connect hangs or while it
     # backs off would reset the node within ~4 s of the gateway leaving.
-    build = tmp_path / "build"
+    build = tmp_path / LIB
     compile_firmware(build)
     gw = Gateway()
     # Records at a market pace (~50/s), kept meanwhile in an outbox with room for them;

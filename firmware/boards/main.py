@@ -16,11 +16,30 @@ from metro.app import config, console, tasks
 from metro.app.build import build
 from metro.app.echo import echo
 from metro.core.flow import Extender
-from metro.core.fwid import firmware_id
+from metro.core.fwid import VERSION, FirmwareIdError, firmware_id, package_root
 
-RESETS = {machine.PWRON_RESET: "PWRON", machine.HARD_RESET: "HARD",
-          machine.WDT_RESET: "WDT", machine.DEEPSLEEP_RESET: "DEEPSLEEP",
-          machine.SOFT_RESET: "SOFT"}
+# machine.reset_cause() values by name. Ports define only some: rp2 has PWRON_RESET and
+# WDT_RESET and no HARD/DEEPSLEEP/SOFT_RESET, so each is looked up, never assumed.
+RESET_NAMES = ("PWRON", "HARD", "WDT", "DEEPSLEEP", "SOFT")
+
+
+def reset_name(cause):
+    """The audit name of a machine.reset_cause() value, "OTHER" if this port has none."""
+    for name in RESET_NAMES:
+        value = getattr(machine, name + "_RESET", None)
+        if value is not None and value == cause:
+            return name
+    return "OTHER"
+
+
+def identify():
+    """(fw, fw_sha256, why) of the code this board runs. Frozen code has no files to
+    hash: the id then says "unverified" and why, in every power_up and status record."""
+    try:
+        fw, fw_hash = firmware_id(VERSION, package_root())
+        return fw, fw_hash, None
+    except FirmwareIdError as err:
+        return VERSION + "+unverified", "", str(err)
 
 
 def uart(c):
@@ -35,7 +54,8 @@ def scale_source(sc):
         pins = sc["pins"]
         return HX711(machine.Pin(pins["sck"], machine.Pin.OUT),
                      machine.Pin(pins["dout"], machine.Pin.IN), sc.get("gain", 128),
-                     time.ticks_ms, time.sleep_us, machine.disable_irq, machine.enable_irq)
+                     time.ticks_ms, time.sleep_us, machine.disable_irq, machine.enable_irq,
+                     ticks_diff=time.ticks_diff)
     from metro.drivers.indicator import Indicator
     from metro.drivers.lines import UartLines
 
@@ -59,10 +79,10 @@ async def main():
     gc.threshold(max(4096, (gc.mem_alloc() + gc.mem_free()) // 16))  # see app/host.py
     cfg = config.load("/config.json")
     node_id = machine.unique_id()
-    fw, fw_hash = firmware_id(cfg["fw_version"], "/lib/metro")
+    fw, fw_hash, fw_error = identify()
     node = build(cfg, node_id, fw)
     node.producer.echo = echo  # one {"rec": ...} line per stored record on USB
-    node.power_up(RESETS.get(machine.reset_cause(), "OTHER"), fw_hash)
+    node.power_up(reset_name(machine.reset_cause()), fw_hash, fw_error)
     key = bytes.fromhex(cfg["key"])
     health = tasks.Health(cfg.get("health_ms", 5000))
     if node.scale:
@@ -120,4 +140,11 @@ async def wifi_uplink(cfg, node, key, health):
     await uplink.run()  # connect attempts fail and back off until Wi-Fi is up
 
 
-asyncio.run(main())
+def start():
+    asyncio.run(main())
+
+
+# A board runs /main.py as __main__; `import main` (a test with a fake machine module,
+# a REPL session) loads the code without starting the node.
+if __name__ == "__main__":
+    start()

@@ -77,11 +77,17 @@ class _Pin:
 
 
 class FakeUart:
+    """read() hands out the chunks in order (None: nothing arrived); an exception
+    among them is raised instead, as a UART whose driver fails."""
+
     def __init__(self, chunks):
         self.chunks = list(chunks)
 
     def read(self):
-        return self.chunks.pop(0) if self.chunks else None
+        chunk = self.chunks.pop(0) if self.chunks else None
+        if isinstance(chunk, Exception):
+            raise chunk
+        return chunk
 
 
 class FakeIrqPin:
@@ -94,3 +100,17 @@ class FakeIrqPin:
     def pulse(self, n):
         for _ in range(n):
             self.handler(self)
+
+
+# A board's time.ticks_ms() wraps at 2^30 ms (ESP32, RP2040): ticks_diff and ticks_add
+# with MicroPython's semantics, for tests that cross the wrap on any interpreter.
+TICKS_PERIOD = 1 << 30
+
+
+def ticks_diff(new, old):
+    d = (new - old) & (TICKS_PERIOD - 1)
+    return d - TICKS_PERIOD if d >= TICKS_PERIOD // 2 else d
+
+
+def ticks_add(t, ms):
+    return (t + ms) & (TICKS_PERIOD - 1)

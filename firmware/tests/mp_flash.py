@@ -72,7 +72,7 @@ def test_full_flash_blocks_measurements_with_flash_full_then_recovers():
         assert seq is not None, "measurements did not resume"
         assert _codes(node) == ["buffer_ok"]  # only what follows the acknowledgement
         ok, scan = _records(node)
-        assert ok["detail"] == {"refused": 2} and scan["seq"] == seq
+        assert ok["detail"] == {"refused": 2, "unstored": 0} and scan["seq"] == seq
     finally:
         for name in os.listdir(mount):
             full = mount + "/" + name

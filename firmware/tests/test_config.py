@@ -1,6 +1,12 @@
-# The committed example configurations parse, and printing one never shows the key.
+# The committed example configurations parse, and printing one never shows the key;
+# the firmware id (core/fwid.py) is made from the code, never over nothing.
+
+import os
+
+from fsutil import fresh_dir, remove_tree
 
 from metro.app import config
+from metro.core import fwid
 
 
 def _here():
@@ -28,3 +34,54 @@ def test_redacted_hides_the_key_and_errors_name_the_field():
             assert "abab" not in str(e)
         else:
             raise AssertionError("accepted " + text)
+
+
+def test_firmware_version_comes_from_the_code_not_the_config():
+    cfg = config.parse('{"key": "%s"}' % ("00" * 32))
+    assert cfg["fw_version"] == fwid.VERSION  # filled in from core/fwid.py
+    assert config.parse('{"key": "%s", "fw_version": "%s"}' % ("00" * 32, fwid.VERSION))
+    try:
+        config.parse('{"key": "%s", "fw_version": "metro 9.9.9"}' % ("00" * 32))
+    except config.ConfigError as e:
+        assert str(e).startswith("fw_version: 'metro 9.9.9' is not"), e
+    else:
+        raise AssertionError("config.json overrode the firmware version")
+
+
+def _write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def test_firmware_id_refuses_to_hash_nothing():
+    root = fresh_dir("fwid")
+    try:
+        for missing in ("wire", "core", "drivers"):  # each empty in turn: frozen code
+            try:
+                fwid.firmware_id(fwid.VERSION, root)
+            except fwid.FirmwareIdError as e:
+                assert (root + "/" + missing) in str(e), e
+            else:
+                raise AssertionError("an id over no %s modules" % missing)
+            os.mkdir(root + "/" + missing)
+            _write(root + "/" + missing + "/a.mpy", missing.encode())
+        fw, full = fwid.firmware_id(fwid.VERSION, root)
+        assert fw == fwid.VERSION + "+" + full[:16] and len(full) == 64
+        _write(root + "/core/a.mpy", b"corE")  # one byte of legal code: a new id
+        assert fwid.firmware_id(fwid.VERSION, root)[1] != full
+        try:
+            fwid.firmware_id(fwid.VERSION, root + "/nowhere")
+        except fwid.FirmwareIdError as e:
+            assert "nothing to hash" in str(e)
+        else:
+            raise AssertionError("an id over a missing folder")
+    finally:
+        remove_tree(root)
+
+
+def test_the_running_code_finds_and_hashes_its_own_modules():
+    root = fwid.package_root()
+    assert root.endswith("metro")
+    fw, full = fwid.firmware_id(fwid.VERSION, root)
+    assert fwid.legal_files(root)[0].startswith("core/")
+    assert fw.startswith(fwid.VERSION + "+")

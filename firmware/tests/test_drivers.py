@@ -1,10 +1,11 @@
 # Drivers against fake buses that behave like the chips (fakes.py): plain functions
 # for pytest under CPython and mprun.py under the MicroPython unix port.
 
-from fakes import FakeHX711, FakeIrqPin, FakeUart
+from fakes import TICKS_PERIOD, FakeHX711, FakeIrqPin, FakeUart, ticks_diff
 
 from metro.drivers import scaleproto
 from metro.drivers.hx711 import HX711
+from metro.drivers.indicator import Indicator
 from metro.drivers.lines import LineReader, UartLines
 from metro.drivers.pulse import IrqCounter
 
@@ -88,7 +89,10 @@ def test_continuous_print_lines():
     assert scaleproto.parse_print(b"ST,GS,+0001.234kg\r\n") == (1234, True, "ok")
     assert scaleproto.parse_print("US,NT,-0000.020kg") == (-20, False, "ok")
     assert scaleproto.parse_print("OL,GS,+9999.999kg")[2] == "overload"
-    for bad in ("ST,GS,+01.2x4kg", "XX,GS,1kg", "ST,GS", "\xff\xfe"):
+    assert scaleproto.parse_print(b"ST,GS,+  1.234kg\r\n") == (1234, True, "ok")
+    assert scaleproto.parse_print("US,NT,-   0.020 kg") == (-20, False, "ok")
+    for bad in ("ST,GS,+01.2x4kg", "XX,GS,1kg", "ST,GS", "\xff\xfe", b"ST,GS,\xff1kg",
+                "ST,GS,+ 1 .234kg", "ST,GS,+ -1.234kg", "ST,GS,+  kg"):
         try:
             scaleproto.parse_print(bad)
         except scaleproto.ProtocolError:
@@ -112,3 +116,46 @@ def test_irq_counter_only_counts():
     counter = IrqCounter(pin, trigger=1)
     pin.pulse(1234)
     assert counter.value() == 1234
+
+
+def test_hx711_timeout_across_a_wrap_of_the_ms_counter():
+    chip = FakeHX711([])  # never ready
+    now = [TICKS_PERIOD - 200]
+
+    def ticks_ms():
+        now[0] = (now[0] + 100) % TICKS_PERIOD
+        return now[0]
+
+    hx = HX711(chip.sck, chip.dout, ticks_ms=ticks_ms, timeout_ms=500, ticks_diff=ticks_diff)
+    try:
+        hx.read()  # plain subtraction would spin here for ~12 days
+    except OSError as e:
+        assert "does not respond" in str(e)
+    assert 500 <= now[0] < 1000  # gave up 500 ms after it began, past the wrap
+
+
+def _indicator(protocol, chunks):
+    return Indicator(UartLines(FakeUart(chunks)), protocol, "g")
+
+
+def _reads(ind, n):
+    out = []
+    for _ in range(n):
+        try:
+            out.append((ind.read(), ind.stable))
+        except scaleproto.OutOfRange as e:
+            out.append(e.state)
+        except scaleproto.ProtocolError as e:
+            out.append("error: " + str(e).split(":")[0])
+    return out
+
+
+def test_indicator_reads_value_and_its_own_motion_flag_over_a_uart():
+    ind = _indicator("sics", [b"S D     1.2", b"30 kg\r\nS S     1.235 kg\r\n", None,
+                              b"S +\r\nS -\r\nS S  1.2?5 kg\r\n\xff\xfe\x00\r\n"])
+    assert _reads(ind, 8) == [(None, False), (1230, False), (1235, True), (None, True),
+                              "overload", "underload", "error: value",
+                              "error: not a text line"]
+    assert ind.stable is False  # a bad line never leaves an old "stable" behind
+    ind = _indicator("print", [b"ST,GS,+  1.234kg\r\nUS,GS,+  1.240kg\r\nOL,GS,+9999.999kg\n"])
+    assert _reads(ind, 3) == [(1234, True), (1240, False), "overload"]

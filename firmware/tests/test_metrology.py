@@ -1,6 +1,8 @@
 # Pure metrology logic (weigh, stable, zero, scale, flow, gs1): plain functions run
 # under CPython (pytest) and the MicroPython unix port (mprun.py).
 
+from fakes import TICKS_PERIOD, ticks_add, ticks_diff
+
 from metro.core import flow, gs1, weigh
 from metro.core.scale import F_STABLE, F_TARE_PRESET, Scale
 from metro.core.stable import StabilityDetector
@@ -188,3 +190,116 @@ def test_rated_flow_polled_fast_is_not_a_rate_excess():
     d.update(0, 0, nozzle=True)
     assert d.update(8, 17, nozzle=True) == []  # 16 pulses in 8 ms, read one early
     assert d.update(16, 50, nozzle=True) != []  # twice the rated flow
+
+
+def test_scale_check_reads_the_stable_load_against_the_reference():
+    s = _scale()
+    _feed(s, 0, 3, 0)
+    s.update(20000, 400)  # 2 kg arriving: not stable yet
+    try:
+        s.check(2000, "TW-2kg-17")
+    except ZeroError as e:
+        assert "not stable" in str(e)
+    else:
+        raise AssertionError("a check on a moving load")
+    _feed(s, 20003, 3, 500)  # 2000.3 g, settled
+    got = s.check(2000, "TW-2kg-17")
+    assert got == {"indication": 2000, "reference": 2000, "e": 5, "unit": "g",
+                   "raw": 20003, "ref_id": "TW-2kg-17"}
+    _feed(s, 20027, 3, 900)  # 2002.7 g: an error of +1 e shows in indication and raw
+    got = s.check(2000)
+    assert (got["indication"], got["raw"]) == (2005, 20027) and "ref_id" not in got
+    _feed(s, 160000, 3, 1300)  # overloaded: nothing to check against
+    try:
+        s.check(2000)
+    except ZeroError:
+        pass
+    else:
+        raise AssertionError("a check above Max + 9 e")
+
+
+def test_indicator_motion_flag_vetoes_stability():
+    s = _scale()
+    for i in range(3):
+        s.update(0, 100 * i, True)
+    out = []
+    for i in range(6):  # the node's window is quiet, but the indicator says "S D"
+        out.extend(s.update(12500, 1000 + 100 * i, False))
+    assert [k for k, _ in out] == [] and not s.stable
+    try:
+        s.take_tare()
+    except ZeroError:
+        pass
+    else:
+        raise AssertionError("tare taken while the indicator reports motion")
+    out = s.update(12500, 2000, True)  # both agree now
+    (w,) = [f for k, f in out if k == "weighing"]
+    assert w["net"] == 1250 and w["flags"] & F_STABLE
+
+
+def test_indicator_overload_is_one_event_per_episode():
+    s = _scale()
+    _feed(s, 0, 3, 0)
+    assert s.out_of_range("overload") == [
+        ("event", {"code": "overload", "detail": {"by": "indicator"}})]
+    assert s.out_of_range("overload") == []  # still overloaded: no second event
+    assert not s.stable
+    assert s.update(12500, 1000, True) == []  # the window starts again after it
+    _feed(s, 12500, 2, 1100)
+    assert [k for k, _ in s.out_of_range("underload")] == ["event"]
+
+
+def test_dispenser_check_against_a_proving_measure():
+    d = flow.Dispenser(kfactor=100000, d=10)  # 100 pulses per litre
+    for bad_state in ("before any delivery", "while running"):
+        try:
+            d.check(20000, "PM-20L-3")
+        except ValueError as e:
+            assert str(e).startswith("check:"), e
+        else:
+            raise AssertionError("check accepted " + bad_state)
+        d.update(0, 0, nozzle=True)
+    d.update(1000, 1000, nozzle=True)
+    ((_, rec),) = d.update(2000, 2003, nozzle=False)
+    assert rec["volume"] == 20030
+    got = d.check(20000, "PM-20L-3")  # the 20 L measure reads 20.000 L
+    assert got == {"indication": 20030, "reference": 20000, "e": 10, "unit": "mL",
+                   "raw": 2003, "ref_id": "PM-20L-3"}
+    d.last = None  # what app/node.py does once the check record is stored
+    try:
+        d.check(20000)
+    except ValueError as e:
+        assert "already checked" in str(e)
+    else:
+        raise AssertionError("one delivery checked twice")
+
+
+def test_idle_ended_dispense_across_a_wrap_of_the_ms_counter():
+    # Fuel stops flowing 2 s before ticks_ms wraps: the idle timeout must end the
+    # delivery 5 s later, after the wrap (plain subtraction would wait ~12 days).
+    d = flow.Dispenser(kfactor=1000000, d=1, idle_ms=5000, max_hz=2000, diff=ticks_diff)
+    t = TICKS_PERIOD - 6000
+    d.update(t, 0)
+    total = 0
+    for _ in range(4):  # 10 pulses a second, polled every second
+        t = ticks_add(t, 1000)
+        total += 10
+        assert d.update(t, total) == []
+    assert t == TICKS_PERIOD - 2000  # the last pulses
+    assert d.update(ticks_add(t, 1000), total) == []
+    assert d.update(ticks_add(t, 4999), total) == []
+    assert ticks_add(t, 5000) == 3000  # wrapped
+    ((kind, f),) = d.update(ticks_add(t, 5000), total)
+    assert kind == "dispense" and f["pulses"] == 40 and f["flags"] == flow.FLAG_IDLE_END
+
+
+def test_zero_tracking_and_scan_link_across_a_wrap_of_the_ms_counter():
+    z = ZeroTracker(max_fine=150000, e_fine=50, diff=ticks_diff)
+    z.power_up(0, True)
+    z.track(20, True, TICKS_PERIOD - 500)
+    assert z.track(20, True, 500) == 20  # one second later, across the wrap
+    link = gs1.ScanLinker(window_ms=1000, diff=ticks_diff)
+    link.scanned(5, TICKS_PERIOD - 100)
+    assert link.take(5000) is None  # 5.1 s later: too late to belong to it
+    link.scanned(6, TICKS_PERIOD - 100)
+    assert link.take(200) == 6

@@ -38,9 +38,9 @@ class _Ticks:
         return self.ms
 
 
-def _node(root, max_bytes=65536):
+def _node(root, max_bytes=65536, seg_bytes=1024):
     ticks = _Ticks()
-    box = Outbox(root, seg_bytes=1024, max_bytes=max_bytes, reserve_bytes=600)
+    box = Outbox(root, seg_bytes=seg_bytes, max_bytes=max_bytes, reserve_bytes=600)
     clock = Clock(ticks, lambda a, b: a - b)
     logged = []
     prod = Producer(NODE, KEY, SeqCounter(_Store()), box, clock, logged.append)
@@ -173,5 +173,102 @@ def test_param_change_is_audited_durable_and_bad_ones_change_nothing():
         node.flow(0, True, 0)  # a dispense is running: K stays until it ends
         assert "running" in console.handle(
             node, b'{"param": {"name": "dispenser.kfactor", "value": 5}}')
+    finally:
+        remove_tree(root)
+
+
+def _producer(root, tally, lease, max_bytes=600, reserve_bytes=200):
+    box = Outbox(root, seg_bytes=200, max_bytes=max_bytes, reserve_bytes=reserve_bytes)
+    logged = []
+    prod = Producer(NODE, KEY, SeqCounter(lease), box, Clock(_Ticks(), lambda a, b: a - b),
+                    logged.append, tally)
+    return prod, logged
+
+
+def test_records_lost_to_a_full_reserve_are_counted_on_flash_and_told():
+    root = fresh_dir("node")
+    try:
+        tally, lease = _Store(), _Store()
+        prod, logged = _producer(root, tally, lease)
+        while prod.blocked is None:  # measurements fill the outbox to its bound...
+            prod.emit("scan", "SCAN-1", {"code": b"]E04006381333931", "symbology": "]E0"})
+        while prod.unstored < 3:  # ...then dispenses fill the reserve: lost, counted
+            prod.emit("dispense", "PUMP-1", {"volume": 1000, "pulses": 1000,
+                                             "kfactor": 1000000, "t_start": 0,
+                                             "unit": "mL", "d": 1})
+        assert tally.data == b"3" and "3 unstored" in logged[-1]
+        prod.report_unstored()  # no room: not a new loss, and the count stays
+        assert prod.unstored == 3 and prod.unstored_told == 0
+        # A reset: the count comes back from flash, not from RAM.
+        prod, _ = _producer(root, tally, lease)
+        assert prod.unstored == 3
+        prod.outbox.ack(prod.prev)  # the gateway catches up: room again
+        prod.blocked, prod.full_at = "buffer_full", 10 ** 6
+        prod.emit("scan", "SCAN-1", {"code": b"]E04006381333931", "symbology": "]E0"})
+        ok = [r for r in _records_of(prod) if r.get("code") == "buffer_ok"]
+        assert ok[0]["detail"] == {"refused": 0, "unstored": 3}
+        assert prod.unstored_told == 3
+        prod.report_unstored()  # told already: no event
+        assert [r.get("code") for r in _records_of(prod)].count("unstored") == 0
+    finally:
+        remove_tree(root)
+
+
+def _records_of(prod):
+    cur = prod.outbox.cursor()
+    out = []
+    while True:
+        got = cur.next()
+        if got is None:
+            return out
+        out.append(record.decode(got[1][:-32]))
+
+
+def test_unstored_count_is_in_power_up_and_beside_the_status_record():
+    root = fresh_dir("node")
+    try:
+        node, _, _ = _node(root)
+        node.producer.unstored = 2  # as read back from flash after a reset
+        node.power_up("WDT", "ab" * 32)
+        assert _records(node)[-1]["detail"]["unstored"] == 2
+        node.status(1000)
+        assert [r["kind"] for r in _records(node)][-1] == record.STATUS  # nothing beside
+        node.producer.unstored = 5  # three more lost since
+        node.status(1000)
+        last = _records(node)[-1]
+        assert last["code"] == "unstored" and last["detail"] == {"count": 5}
+    finally:
+        remove_tree(root)
+
+
+def test_check_of_a_scale_and_of_a_dispenser_through_the_console():
+    root = fresh_dir("node")
+    try:
+        node, ticks, _ = _node(root)
+        for _ in range(3):
+            node.weigh(0, ticks())
+        for _ in range(3):
+            ticks.ms += 100
+            node.weigh(20000, ticks.ms)  # 2 kg test weight
+        assert console.handle(node, b'{"check": {"reference": 2000, "ref_id": "TW-7"}}') \
+            is None
+        assert "no delivery" in console.handle(
+            node, b'{"check": {"reference": 20000, "inst": "PUMP-1"}}')
+        node.flow(0, True, 0)
+        node.flow(20, True, 1000)  # kfactor 10^6: 1 mL per pulse
+        node.flow(20, False, 1100)
+        cmd = b'{"check": {"reference": 21, "ref_id": "PM-20L", "inst": "PUMP-1"}}'
+        assert console.handle(node, cmd) is None
+        assert "already checked" in console.handle(node, cmd)
+        for bad, why in ((b'{"check": {"reference": 5, "inst": "X"}}', "check.inst"),
+                         (b'{"check": {"reference": 5, "ref_id": 7}}', "check.ref_id"),
+                         (b'{"check": {"reference": 0}}', "check: expected")):
+            assert console.handle(node, bad).startswith(why), bad
+        scale, pump = [r for r in _records(node) if r["kind"] == record.CHECK]
+        assert (scale["inst"], scale["indication"], scale["reference"], scale["unit"],
+                scale["ref_id"]) == ("NAWI-1", 2000, 2000, "g", "TW-7")
+        assert (pump["inst"], pump["indication"], pump["reference"], pump["unit"],
+                pump["raw"], pump["e"], pump["ref_id"]) == ("PUMP-1", 20, 21, "mL", 20, 1,
+                                                             "PM-20L")
     finally:
         remove_tree(root)

@@ -1,6 +1,8 @@
 # Builds a Node from the configuration: the parts every board and the host share.
 # Invariant: nothing here touches hardware; drivers are built by the caller (a
-# board's main.py, or host.py with simulated instruments) and handed in.
+# board's main.py, or host.py with simulated instruments) and handed in. Every part
+# that measures time gets time.ticks_diff: time.ticks_ms wraps (after 2^30 ms, about
+# 12.4 days, on ESP32 and RP2040), so ms are never subtracted directly.
 
 import time
 
@@ -34,7 +36,7 @@ def build(cfg, node_id, fw, log=print):
         log("metro: outbox had %d damaged tail(s), cut" % outbox.damaged_tails)
     seq = SeqCounter(FileStore(data + "/seq.lease"))
     clock = Clock(time.ticks_ms, time.ticks_diff)
-    producer = Producer(node_id, key, seq, outbox, clock, log)
+    producer = Producer(node_id, key, seq, outbox, clock, log, FileStore(data + "/unstored"))
     ln = cfg["link"]
     sender = Sender(outbox, ln["window"], ln["timeout_ms"], ln["max_timeout_ms"],
                     diff=time.ticks_diff)
@@ -47,15 +49,16 @@ def build(cfg, node_id, fw, log=print):
         cal = sc.get("cal") or {"zero_raw": 0, "span_raw": 1, "span_load": 1}
         scale = Scale(weigh.Calibration(cal["zero_raw"], cal["span_raw"], cal["span_load"]),
                       sc["e"], sc["max"], sc.get("min_e", 20), sc.get("window", 5),
-                      sc.get("unit", "g"))
+                      sc.get("unit", "g"), time.ticks_diff)
     pc = cfg.get("dispenser")
     if pc:
         from ..core import flow
 
         pump = flow.Dispenser(pc["kfactor"], pc.get("d", 10), pc.get("idle_ms", 30000),
-                              pc.get("max_hz", 2000))
+                              pc.get("max_hz", 2000), time.ticks_diff)
     scan = cfg.get("scanner") or {}
     node = Node(producer, sender, clock, fw, scale, sc and sc["inst"], pump,
-                pc and pc["inst"], scan.get("inst"), scan.get("link_window_ms", 60000))
+                pc and pc["inst"], scan.get("inst"), scan.get("link_window_ms", 60000),
+                time.ticks_diff)
     node.params = saved
     return node

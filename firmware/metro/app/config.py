@@ -5,8 +5,9 @@
 
 import json
 
+from ..core.fwid import VERSION
+
 DEFAULTS = {
-    "fw_version": "metro 0.1.0",
     "data_dir": "/data",
     "status_s": 60,
     "wdt_ms": 8000,
@@ -97,6 +98,11 @@ def _check_ntp(n):
 
 def check(cfg):
     _hex(cfg, "key", (32,))
+    # The firmware version is a constant of the legal code (core/fwid.py), never set by
+    # configuration: a config.json may repeat it (tools read it), but only exactly.
+    if cfg.setdefault("fw_version", VERSION) != VERSION:
+        raise ConfigError("fw_version: %r is not this firmware's version %r (it comes from "
+                          "the code; remove the key)" % (cfg["fw_version"], VERSION))
     if "node" in cfg:
         _hex(cfg, "node", tuple(range(1, 17)))
     if cfg["outbox"]["policy"] != "block":

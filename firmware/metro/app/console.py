@@ -3,8 +3,10 @@
 # (what the node prints on the same console: app/echo.py):
 #   {"param": {"name": N, "value": V, "by": WHO}}   app/params.change: an audit event
 #   {"seal": "open" | "closed"}                      app/params.seal: an audit event
-#   {"check": {"reference": G, "ref_id": ID}}         a check record: the stable load
-#                                                    against a test weight (an inspector)
+#   {"check": {"reference": V, "ref_id": ID, "inst": I}}  a check record (an inspector):
+#       a scale's stable load against a test weight of V (base unit), or a dispenser's
+#       last delivery against the V mL a proving measure shows; "inst" picks the
+#       instrument on a node with both (default: the scale)
 # Any other command goes to `extra` (on the host, the simulated instruments of
 # sim/driven.py), which returns None when done or the reason it refused.
 # Invariant: a refused command changes nothing and is answered with one line
@@ -33,8 +35,11 @@ def handle(node, line, extra=None):
             c = cmd["check"]
             ref = c.get("reference") if isinstance(c, dict) else None
             if not isinstance(ref, int) or isinstance(ref, bool) or ref <= 0:
-                return "check: expected {\"reference\": G} (a positive integer, base unit)"
-            node.check(ref, c.get("ref_id"))
+                return "check: expected {\"reference\": V} (a positive integer, base unit)"
+            for name in ("ref_id", "inst"):
+                if not isinstance(c.get(name, ""), str):
+                    return "check.%s: expected text" % name
+            node.check(ref, c.get("ref_id"), c.get("inst"))
         elif "seal" in cmd:
             params.seal(node, cmd["seal"], cmd.get("by", "console"))
         elif extra is not None:

@@ -1,7 +1,11 @@
 # The node on the host: MicroPython unix port, simulated instruments, and a TCP
 # socket to the gateway in place of the UART (same frames, same tasks).
 #
-#   MICROPYPATH=firmware micropython -X heapsize=64k -m metro.app.host CONFIG.json
+#   MICROPYPATH=firmware micropython -X heapsize=128k -m metro.app.host CONFIG.json
+#
+# (From the sources; precompiled as deployed, scale + pump + scanner run in 112k. Not
+# in 64k on the 64-bit unix port: code and names alone take ~83 KiB, docs/firmware.md
+# "Memory".)
 #
 # Config as on a board, plus "gateway": {"host", "port"} (or link.kind "mqtt" and
 # link.mqtt: net/uplink.py, to a real broker; "ntp" for SNTP), "sim": {"seed", ...} and
@@ -19,8 +23,8 @@ import time
 from . import tasks
 from .echo import echo
 
-# Needed only while booting: unloaded afterwards, because under a 64 KiB heap on the
-# 64-bit unix port every kilobyte of bytecode counts (a board freezes them in flash).
+# Needed only while booting: unloaded afterwards, because on a small heap every
+# kilobyte of bytecode counts (10.7 KiB here; a board may freeze them in flash).
 BOOT_ONLY = ("metro.app.config", "metro.app.build", "metro.app.params", "metro.core.fwid",
              "metro.sim.rig")
 

@@ -14,7 +14,8 @@ from ..wire import frame as wire_frame
 
 class Node:
     def __init__(self, producer, sender, clock, fw, scale=None, scale_inst=None,
-                 dispenser=None, pump_inst=None, scan_inst=None, link_window_ms=60000):
+                 dispenser=None, pump_inst=None, scan_inst=None, link_window_ms=60000,
+                 diff=None):
         self.producer = producer
         self.sender = sender
         self.clock = clock
@@ -24,7 +25,7 @@ class Node:
         self.dispenser = dispenser
         self.pump_inst = pump_inst
         self.scan_inst = scan_inst
-        self.linker = gs1.ScanLinker(link_window_ms)
+        self.linker = gs1.ScanLinker(link_window_ms, diff)
         self.rejects = 0  # control frames refused
         self.errors = {}  # driver error counts by source
         self.params = None  # app.params.load(): saved parameters and the event counter n
@@ -38,14 +39,29 @@ class Node:
             return self.producer.emit("event", inst, fields)
         return self.producer.emit(kind, inst, fields)
 
-    def power_up(self, reset_cause, fw_sha256):
+    def power_up(self, reset_cause, fw_sha256, fw_error=None):
         detail = {"reset": reset_cause, "fw": self.fw, "fw_sha256": fw_sha256}
+        if fw_error:
+            detail["fw_error"] = fw_error[:120]  # no hash: core/fwid.py says why
         if self.params:
             detail["n"] = self.params["n"]  # the event counter (app/params.py)
-        return self.producer.event("power_up", detail)
+        prod = self.producer
+        if prod.unstored:  # records lost in earlier runs (core/producer.py)
+            detail["unstored"] = prod.unstored
+        seq = prod.event("power_up", detail)
+        if seq is not None:
+            prod.unstored_told = prod.unstored
+        return seq
 
-    def weigh(self, raw, now_ms):
-        for kind, fields in self.scale.update(raw, now_ms):
+    def weigh(self, raw, now_ms, stable=None):
+        """One reading; `stable` is the indicator's own motion flag (None: it has
+        none, as an HX711): a weighing then needs both it and core/stable.py."""
+        for kind, fields in self.scale.update(raw, now_ms, stable):
+            self._emit(kind, self.scale_inst, fields, now_ms)
+
+    def out_of_range(self, state, now_ms):
+        """The indicator reports overload or underload instead of a value."""
+        for kind, fields in self.scale.out_of_range(state):
             self._emit(kind, self.scale_inst, fields, now_ms)
 
     def flow(self, total, nozzle, now_ms):
@@ -67,13 +83,22 @@ class Node:
             self.linker.scanned(seq, now_ms)
         return seq
 
-    def check(self, reference, ref_id=None):
-        """An inspector's check: the present stable load against a known reference
-        (a test weight); the seq of the check record. Raises ValueError when the scale
-        is not stable or the node has no scale."""
-        if self.scale is None:
-            raise ValueError("check: this node has no scale")
-        return self.producer.emit("check", self.scale_inst, self.scale.check(reference, ref_id))
+    def check(self, reference, ref_id=None, inst=None):
+        """An inspector's check against a known reference; the seq of the check record.
+        A scale: the present stable load against a test weight. A dispenser: its last
+        delivery against the proving measure it went into (core/flow.py). `inst` picks
+        the instrument on a node with both (default: the scale). Raises ValueError
+        (naming why) when the instrument is absent or cannot be checked now."""
+        if inst is None:
+            inst = self.scale_inst if self.scale is not None else self.pump_inst
+        if self.scale is not None and inst == self.scale_inst:
+            return self.producer.emit("check", inst, self.scale.check(reference, ref_id))
+        if self.dispenser is not None and inst == self.pump_inst:
+            seq = self.producer.emit("check", inst, self.dispenser.check(reference, ref_id))
+            if seq is not None:  # stored: that delivery has had its check
+                self.dispenser.last = None
+            return seq
+        raise ValueError("check.inst: this node has no instrument %r" % (inst,))
 
     def driver_error(self, source, err):
         """A failing driver: one event per error streak, counted, and a retry."""
@@ -87,11 +112,16 @@ class Node:
         self.errors[source] = 0
 
     def status(self, mem_free, signal=None):
+        self.clock.now()  # brings uptime_ms up to now, not to the last record made
         fields = {"fw": self.fw, "uptime_s": self.clock.uptime_ms // 1000,
                   "mem_free": mem_free, "backlog": self.producer.outbox.backlog()}
         if signal is not None:
             fields["signal"] = signal
-        return self.producer.emit("status", None, fields)
+        seq = self.producer.emit("status", None, fields)
+        # The status record's fields are fixed by the wire format: the count of records
+        # lost to a full reserve goes beside it, in an "unstored" event when it grew.
+        self.producer.report_unstored()
+        return seq
 
     def control(self, frame, key, now_ms):
         """A frame from the gateway: an acknowledgement or the time."""

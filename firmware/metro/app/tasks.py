@@ -79,10 +79,16 @@ async def scale_loop(node, device, period_ms, health, probe=None):
             raw = device.read()
             if raw is not None:  # None: an indicator that has sent no new line yet
                 node.driver_ok("scale")
-                node.weigh(raw, time.ticks_ms())
+                # an indicator's own motion flag; an HX711 has none (None)
+                node.weigh(raw, time.ticks_ms(), getattr(device, "stable", None))
         except (OSError, ValueError) as err:  # driver failure or garbled indicator
-            node.driver_error("scale", err)
-            await asyncio.sleep_ms(500)
+            state = getattr(err, "state", None)  # drivers.scaleproto.OutOfRange
+            if state:  # the indicator works and says overload/underload: not an error
+                node.driver_ok("scale")
+                node.out_of_range(state, time.ticks_ms())
+            else:
+                node.driver_error("scale", err)
+                await asyncio.sleep_ms(500)
         health.beat("scale")
         if probe:
             probe.sample()
@@ -93,9 +99,16 @@ async def flow_loop(node, counter, extender, nozzle, period_ms, health, step=Non
     health.register("flow", period_ms)
     while True:
         now = time.ticks_ms()
-        if step:  # host: the simulated pulser catches up to `now`
-            step(now)
-        node.flow(extender.update(counter.value()), nozzle(), now)
+        try:
+            if step:  # host: the simulated pulser catches up to `now`
+                step(now)
+            node.flow(extender.update(counter.value()), nozzle(), now)
+            node.driver_ok("flow")
+        except (OSError, ValueError) as err:  # counter or nozzle input failed
+            # The Extender keeps its last reading, so the pulses counted meanwhile
+            # are taken whole by the next good read: none is lost or counted twice.
+            node.driver_error("flow", err)
+            await asyncio.sleep_ms(500)
         health.beat("flow")
         await asyncio.sleep_ms(period_ms)
 

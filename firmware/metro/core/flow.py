@@ -11,6 +11,12 @@
 #   allows one pulse and one millisecond per poll: a count read between two edges
 #   and a ms clock read beside it are each up to one unit off, which at exactly the
 #   rated flow and a short poll would otherwise look like an excess.
+# - A check against a proving measure (a standard capacity measure, OIML R 117-2):
+#   the inspector delivers into the measure, hangs up, reads the measure and enters
+#   that volume; check() pairs it with the delivery just ended (volume as indicated,
+#   pulses as raw counts). Each delivery can be checked once, never while running.
+# - now_ms is a board's time.ticks_ms(), which wraps (2^30 ms, ~12.4 days): elapsed
+#   time is taken only through `diff` (time.ticks_diff on a board).
 # Invariant: integers only; every pulse counted between start and end is in exactly
 # one transaction.
 
@@ -18,6 +24,10 @@ from .weigh import div_round, round_to
 
 FLAG_IDLE_END = 1  # ended by the idle timeout, not by the nozzle
 FLAG_RATE = 2  # a pulse rate above max_hz was seen
+
+
+def _subtract(new, old):  # a counter that never wraps (tests, CPython)
+    return new - old
 
 
 def to_millilitres(pulses, kfactor):
@@ -43,7 +53,8 @@ class Extender:
 
 
 class Dispenser:
-    def __init__(self, kfactor, d=10, idle_ms=30000, max_hz=2000):
+    def __init__(self, kfactor, d=10, idle_ms=30000, max_hz=2000, diff=None):
+        self.diff = diff or _subtract
         self.kfactor = kfactor
         self.d = d
         self.idle_ms = idle_ms
@@ -55,11 +66,12 @@ class Dispenser:
         self._last_pulse_ms = 0
         self.t_start = 0
         self.flags = 0
+        self.last = None  # (volume, pulses) of the last delivery, until it is checked
 
     def update(self, now_ms, total, nozzle=None, wall_ms=0):
         """One poll. Returns (kind, fields) records to make: dispense or event."""
-        out = []
-        rate_dt = now_ms - self._last_ms
+        out = []  # type: list
+        rate_dt = self.diff(now_ms, self._last_ms)
         moved = total - self._last_pulses
         self._last_ms = now_ms
         self._last_pulses = total
@@ -85,7 +97,7 @@ class Dispenser:
             return out
         if nozzle is False:
             out.append(("dispense", self._finish(total, 0, wall_ms)))
-        elif now_ms - self._last_pulse_ms >= self.idle_ms:
+        elif self.diff(now_ms, self._last_pulse_ms) >= self.idle_ms:
             out.append(("dispense", self._finish(total, FLAG_IDLE_END, wall_ms)))
         return out
 
@@ -97,4 +109,21 @@ class Dispenser:
                   "t_start": self.t_start, "unit": "mL", "d": self.d}
         if self.flags | flag:
             fields["flags"] = self.flags | flag
+        self.last = (volume, pulses)
+        return fields
+
+    def check(self, reference, ref_id=None):
+        """The last delivery against the proving measure's reading (mL): the fields
+        of a check record. Raises ValueError while a dispense runs or when there is no
+        unchecked delivery. The caller sets `last` to None once the record is stored."""
+        if self.active:
+            raise ValueError("check: a dispense is running; hang up the nozzle first")
+        if self.last is None:
+            raise ValueError("check: no delivery to check (none since power-up, or "
+                             "already checked)")
+        volume, pulses = self.last
+        fields = {"indication": volume, "reference": reference, "e": self.d, "unit": "mL",
+                  "raw": pulses}
+        if ref_id:
+            fields["ref_id"] = ref_id
         return fields

@@ -45,10 +45,16 @@ def check(symbology, data):
     return None
 
 
-class ScanLinker:
-    """Links a scan to the weighing or dispense that follows it within window_ms."""
+def _subtract(new, old):  # a counter that never wraps (tests, CPython)
+    return new - old
 
-    def __init__(self, window_ms=60000):
+
+class ScanLinker:
+    """Links a scan to the weighing or dispense that follows it within window_ms.
+    Times are time.ticks_ms() values, compared through `diff` (time.ticks_diff)."""
+
+    def __init__(self, window_ms=60000, diff=None):
+        self.diff = diff or _subtract
         self.window_ms = window_ms
         self._seq = None
         self._at = 0
@@ -60,6 +66,6 @@ class ScanLinker:
     def take(self, now_ms):
         """Seq of the scan the next measurement belongs to, or None; used once."""
         seq, self._seq = self._seq, None
-        if seq is not None and now_ms - self._at <= self.window_ms:
+        if seq is not None and self.diff(now_ms, self._at) <= self.window_ms:
             return seq
         return None

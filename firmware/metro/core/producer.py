@@ -10,14 +10,19 @@
 #   refused. Dispenses and events go into the reserve: fuel that has flowed cannot
 #   be refused. Status records are skipped while blocked. Measurements resume once the
 #   outbox is below 75 % of what it held when it blocked (of its bound, at most).
+# - A dispense or event that finds even the reserve full is lost, but never silently:
+#   `unstored` counts them for the node's whole life, is kept on flash (`tally`, a
+#   FileStore, written at each loss; a write that fails too is retried at the next
+#   report), and is told in buffer_ok, in power_up and, when it grew, in an
+#   "unstored" event made beside the periodic status record (app/node.py).
 #
 # Audit event codes (kind 6, OIML D 31 6.2.3.6), detail in brackets:
 #   power_up [reset, fw, fw_sha256, n]   param_change / cal_change [param, old, new,
 #   by, n] (n: the persistent event counter, app/params.py)   seal [state, by]
 #   clock_set [old, new, old_tq, tq]   buffer_full / flash_full [bytes]
-#   buffer_ok [refused]   driver_error [what, why, count]
+#   buffer_ok [refused, unstored]   unstored [count]   driver_error [what, why, count]
 #   scan_rejected [why, code]   pulse_rate [pulses, ms, max_hz]   zero_range [why]
-#   overload [gross]   gateway_silent / gateway_back [rounds]
+#   overload [gross] or [by] / underload [by]   gateway_silent / gateway_back [rounds]
 
 from ..wire import record
 from ..wire.tag import hmac_sha256
@@ -31,7 +36,7 @@ RESUME_PERCENT = 75  # unblock once the outbox is below this share of its bound
 
 
 class Producer:
-    def __init__(self, node, key, seq, outbox, clock, log=print):
+    def __init__(self, node, key, seq, outbox, clock, log=print, tally=None):
         self.node = node
         self._key = key
         self.seq = seq
@@ -42,7 +47,10 @@ class Producer:
         self.blocked = None  # None, or the event code that blocked measurements
         self.full_at = 0  # outbox bytes when it blocked
         self.refused = 0  # measurement records refused while blocked
-        self.unstored = 0  # records that even the reserve could not hold
+        self._tally = tally
+        self.unstored = _count(tally.read() if tally else None, log)  # lost, for life
+        self.unstored_told = 0  # the count last carried by a stored record
+        self._dirty = False  # unstored not yet on flash
         self.made = 0
         self.echo = None  # echo(kind, seq, prev, t, tq, inst, fields) once stored (host console)
 
@@ -59,8 +67,7 @@ class Producer:
         except (OutboxFull, FlashFull) as full:
             code = "flash_full" if isinstance(full, FlashFull) else "buffer_full"
             if kind in RESERVED:
-                self.unstored += 1
-                self.log("metro: %s record not stored: %s" % (kind, full))
+                self._lost("%s record not stored: %s" % (kind, full))
                 return None
             if not self.blocked:
                 self.blocked = code
@@ -77,12 +84,37 @@ class Producer:
             fields["detail"] = detail
         return self.emit("event", None, fields)
 
-    def _try_event(self, code, detail):
+    def _try_event(self, code, detail, count=True):
         try:
-            self._store("event", None, {"code": code, "detail": detail})
+            return self._store("event", None, {"code": code, "detail": detail})
         except (OutboxFull, FlashFull):
-            self.unstored += 1
-            self.log("metro: %s event not stored" % code)
+            if count:
+                self._lost("%s event not stored" % code)
+            return None
+
+    def _lost(self, why):
+        self.unstored += 1
+        self.log("metro: %s (%d unstored)" % (why, self.unstored))
+        self._dirty = True
+        self._persist()
+
+    def _persist(self):
+        if self._tally and self._dirty:
+            try:
+                self._tally.write(b"%d" % self.unstored)
+                self._dirty = False
+            except OSError as err:  # the flash is full too: kept in RAM, retried later
+                self.log("metro: unstored count not saved: %s" % err)
+
+    def report_unstored(self):
+        """An "unstored" event when the count grew since a stored record last told it
+        (called beside each status record). Its own failure is not a new loss: the
+        count is on flash and the next report tries again."""
+        self._persist()
+        n = self.unstored
+        if n != self.unstored_told and \
+                self._try_event("unstored", {"count": n}, False) is not None:
+            self.unstored_told = n
 
     def _maybe_resume(self):
         # A full file system can stop the outbox below its own bound: resume only once
@@ -91,7 +123,9 @@ class Producer:
                 RESUME_PERCENT:
             self.blocked = None
             refused, self.refused = self.refused, 0
-            self._try_event("buffer_ok", {"refused": refused})
+            n = self.unstored
+            if self._try_event("buffer_ok", {"refused": refused, "unstored": n}) is not None:
+                self.unstored_told = n
 
     def _store(self, kind, inst, fields):
         seq = self.seq.next()
@@ -104,3 +138,14 @@ class Producer:
         self.prev = seq
         self.made += 1
         return seq
+
+
+def _count(raw, log):
+    """The unstored count kept on flash (decimal text); 0 when there is none yet."""
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:  # written atomically (core/store.py), so this is flash rot
+        log("metro: unstored count damaged: %r" % raw[:16])
+        return 0

@@ -6,6 +6,10 @@
 # next weighing. When a removed load leaves the scale at centre of zero, a zero
 # record with the raw counts goes out so the server can watch zero drift.
 # Tare (R 76-1 4.6) is taken only at stable equilibrium and is a multiple of e.
+# An indicator that has its own motion detection (MT-SICS "S D", print "US") vetoes
+# stability: equilibrium is stable only when the node's window AND the indicator agree.
+# An indicator's overload/underload report (no value) is one event per episode and
+# restarts the stability window, so no weighing is built from readings before it.
 
 from . import weigh
 from .stable import StabilityDetector
@@ -19,7 +23,7 @@ F_UNDERLOAD = 16
 
 
 class Scale:
-    def __init__(self, cal, e, max_load, min_e=20, window=5, unit="g"):
+    def __init__(self, cal, e, max_load, min_e=20, window=5, unit="g", diff=None):
         self.cal = cal
         self.e = e
         self.unit = unit
@@ -27,20 +31,23 @@ class Scale:
         self.min_load = min_e * e
         ef = e * weigh.FINE
         self.stability = StabilityDetector(window, ef)
-        self.zero = ZeroTracker(max_load * weigh.FINE, ef)
+        self.zero = ZeroTracker(max_load * weigh.FINE, ef, diff=diff)
         self.tare = 0
         self.tare_flags = 0
         self.last = None  # net of the last weighing, None once the load has left
-        self.overloaded = False
+        self.overloaded = None  # None, or the out-of-range state reported once
         self.await_zero = False  # a load left: report the zero it leaves behind
         self.raw = 0
         self.gross_fine = 0
+        self.stable = False  # the last update's verdict: window and indicator agree
 
-    def update(self, raw, now_ms):
-        """One converter sample -> list of (kind, fields) for the records to make."""
+    def update(self, raw, now_ms, device_stable=None):
+        """One converter sample -> list of (kind, fields) for the records to make.
+        device_stable: the indicator's own flag; None when the source has none."""
         self.raw = raw
         fine = self.cal.fine(raw)
-        stable = self.stability.update(fine)
+        stable = self.stability.update(fine) and device_stable is not False
+        self.stable = stable
         out = []
         if self.zero.initial is None:
             if stable:
@@ -56,11 +63,11 @@ class Scale:
         self.gross_fine = (self.stability.mean() if stable else fine) - self.zero.offset
         gross = weigh.to_indication(self.gross_fine, self.e)
         if gross > self.max_load + 9 * self.e:  # R 76-1 4.2.3: blank above Max + 9 e
-            if not self.overloaded:
-                self.overloaded = True
+            if self.overloaded != "overload":
+                self.overloaded = "overload"
                 out.append(("event", {"code": "overload", "detail": {"gross": gross}}))
             return out
-        self.overloaded = False
+        self.overloaded = None
         net = gross - self.tare
         if self.last is not None and net < self.min_load:
             self.last = None  # load removed
@@ -75,6 +82,15 @@ class Scale:
             self.await_zero = False
             out.append(("weighing", self.indication(gross, net, stable)))
         return out
+
+    def out_of_range(self, state):
+        """The indicator reports "overload" or "underload" instead of a value."""
+        self.stability.reset()
+        self.stable = False
+        if state == self.overloaded:
+            return []
+        self.overloaded = state
+        return [("event", {"code": state, "detail": {"by": "indicator"}})]
 
     def _centre_of_zero(self):
         return 4 * abs(self.gross_fine - self.tare * weigh.FINE) <= self.e * weigh.FINE
@@ -94,7 +110,7 @@ class Scale:
 
     def take_tare(self):
         """Tare what is on the receptor now (R 76-1 4.6.1); only when stable."""
-        if not self.stability.stable:
+        if not self.stable:
             raise ZeroError("tare: scale not stable")
         self.tare = weigh.to_indication(self.gross_fine, self.e)
         self.tare_flags = 0
@@ -106,11 +122,11 @@ class Scale:
         self.tare_flags = F_TARE_PRESET
 
     def set_zero(self):
-        self.zero.set_zero(self.stability.mean(), self.stability.stable)
+        self.zero.set_zero(self.stability.mean(), self.stable)
 
     def check(self, reference, ref_id=None):
         """A check reading of the present (stable) load against a known reference."""
-        if not self.stability.stable:
+        if not self.stable or self.overloaded:
             raise ZeroError("check: scale not stable")
         fields = {"indication": weigh.to_indication(self.gross_fine, self.e),
                   "reference": reference, "e": self.e, "unit": self.unit, "raw": self.raw}

@@ -8,14 +8,21 @@
 #   zero, at most 0.5 e per second (R 76-1 4.5.7).
 # All values are fine units (weigh.py). Invariant: `offset` never leaves its range;
 # a request that would move it out is refused and says why.
+# now_ms is a board's time.ticks_ms(), which wraps: elapsed time is taken only through
+# `diff` (time.ticks_diff on a board), never by plain subtraction.
 
 
 class ZeroError(ValueError):
     pass
 
 
+def _subtract(new, old):  # a counter that never wraps (tests, CPython)
+    return new - old
+
+
 class ZeroTracker:
-    def __init__(self, max_fine, e_fine, rate_e_per_s_x2=1):
+    def __init__(self, max_fine, e_fine, rate_e_per_s_x2=1, diff=None):
+        self.diff = diff or _subtract
         self.max_fine = max_fine
         self.e_fine = e_fine
         self.rate_x2 = rate_e_per_s_x2  # correction per second, in half intervals
@@ -55,7 +62,8 @@ class ZeroTracker:
         # The allowance accrues across calls, so a node sampling every 10 ms tracks as
         # fast as one sampling every second; capped at one second's worth (4.5.7).
         per_s = self.rate_x2 * self.e_fine * 1000
-        self._credit = min(self._credit + (now_ms - last) * self.rate_x2 * self.e_fine, per_s)
+        self._credit = min(self._credit + self.diff(now_ms, last) * self.rate_x2 * self.e_fine,
+                           per_s)
         budget = self._credit // 2000
         step = max(-budget, min(budget, net))
         if step == 0:

@@ -8,7 +8,8 @@
 # - PD_SCK high for more than 60 us powers the chip down, so each pulse is kept
 #   short with interrupts disabled around it (disable_irq/enable_irq injected).
 # Pins are injected (machine.Pin on a board, fakes in tests); so are the timing
-# functions, which keeps the module free of machine imports.
+# functions, which keeps the module free of machine imports. ticks_ms wraps, so the
+# ready timeout is measured with the injected ticks_diff (time.ticks_diff on a board).
 
 PULSES = {128: 25, 32: 26, 64: 27}
 SAT_HIGH = 0x7FFFFF
@@ -23,15 +24,20 @@ def _irq_back(state):
     pass
 
 
+def _subtract(new, old):  # a counter that never wraps (tests, CPython)
+    return new - old
+
+
 class HX711:
     def __init__(self, sck, dout, gain=128, ticks_ms=None, sleep_us=None,
-                 disable_irq=_no_irq, enable_irq=_irq_back, timeout_ms=500):
+                 disable_irq=_no_irq, enable_irq=_irq_back, timeout_ms=500, ticks_diff=None):
         if gain not in PULSES:
             raise ValueError("gain: one of 128, 64 (channel A) or 32 (channel B)")
         self.sck = sck
         self.dout = dout
         self.pulses = PULSES[gain]
         self.ticks_ms = ticks_ms
+        self.ticks_diff = ticks_diff or _subtract
         self.sleep_us = sleep_us
         self.disable_irq = disable_irq
         self.enable_irq = enable_irq
@@ -49,7 +55,7 @@ class HX711:
             return
         start = self.ticks_ms()
         while not self.ready():
-            if self.ticks_ms() - start > self.timeout_ms:
+            if self.ticks_diff(self.ticks_ms(), start) > self.timeout_ms:
                 raise OSError("HX711 does not respond")
             if self.sleep_us:
                 self.sleep_us(500)

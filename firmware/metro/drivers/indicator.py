@@ -1,10 +1,13 @@
 # A weight indicator on a UART as a reading source for core.scale.Scale.
 #
 # read() returns the latest indication in the base unit (an integer), None when no
-# new line has arrived, and raises ProtocolError (a ValueError) for a garbled line
-# or an overload report, so the node records the line in an event and goes on.
+# new line has arrived; `stable` is then the indicator's own motion flag for it, which
+# the scale honours (a weighing needs both the indicator and the node's window to say
+# stable). An overload or underload report raises scaleproto.OutOfRange (its `state`
+# becomes an "overload" / "underload" event, app/tasks.py); a garbled line raises
+# ProtocolError (a ValueError), so the node records it in an event and goes on.
 
-from .scaleproto import OK, ProtocolError, parse_print, parse_sics
+from .scaleproto import OK, OutOfRange, parse_print, parse_sics
 
 PARSERS = {"sics": parse_sics, "print": parse_print}
 
@@ -22,8 +25,9 @@ class Indicator:
         line = self.lines.readline()
         if line is None:
             return None
+        self.stable = False  # until a line says otherwise
         value, stable, state = self.parse(line, self.base)
         if state != OK:
-            raise ProtocolError("scale reports %s" % state)
+            raise OutOfRange(state)
         self.stable = stable
         return value

@@ -5,9 +5,11 @@
 #   "S +"  overload   "S -"  underload   "S I"  busy   "ES"/"ET"/"EL"  errors
 # Continuous print (the common "ST,GS,+0001.234kg" form of A&D and many indicators):
 #   header ST stable / US unstable / OL overload, then GS gross or NT net, then value.
+# Indicators pad the number after its sign ("ST,GS,+  1.234kg"): spaces between the
+# sign and the digits are accepted, spaces inside the digits are not.
 # Invariant: a reading is (value in the configured base unit as an integer, stable,
 # state); anything else raises ProtocolError naming what was wrong, so the node can
-# record a "scale_garbled" event and go on.
+# record a "driver_error" event and go on.
 
 OK = "ok"
 OVER = "overload"
@@ -21,6 +23,14 @@ class ProtocolError(ValueError):
     pass
 
 
+class OutOfRange(ProtocolError):
+    """The indicator reports overload or underload instead of a value (`state`)."""
+
+    def __init__(self, state):
+        super().__init__("scale reports %s" % state)
+        self.state = state
+
+
 def to_units(text, unit, base):
     """Decimal text in `unit` -> integer in `base` (exact, or ProtocolError)."""
     factors = SCALE.get(unit)
@@ -29,7 +39,7 @@ def to_units(text, unit, base):
     text = text.strip()
     neg = text[:1] == "-"
     if text[:1] in "+-":
-        text = text[1:]
+        text = text[1:].lstrip()
     whole, _, frac = text.partition(".")
     if not (whole or frac) or not (whole + frac).isdigit():
         raise ProtocolError("value: not a decimal number: %r" % text)
@@ -42,8 +52,17 @@ def to_units(text, unit, base):
     return -value if neg else value
 
 
+def _text(line):
+    if not isinstance(line, bytes):
+        return line.strip()
+    try:
+        return line.decode().strip()
+    except UnicodeError:  # line noise (wrong baud rate, a loose wire): not even text
+        raise ProtocolError("not a text line: %r" % line[:40])
+
+
 def parse_sics(line, base="g"):
-    text = line.decode().strip() if isinstance(line, bytes) else line.strip()
+    text = _text(line)
     parts = text.split()
     if parts[:1] in (["ES"], ["ET"], ["EL"]):
         raise ProtocolError("scale reports error %s" % parts[0])
@@ -61,7 +80,7 @@ def parse_sics(line, base="g"):
 
 
 def parse_print(line, base="g"):
-    text = line.decode().strip() if isinstance(line, bytes) else line.strip()
+    text = _text(line)
     parts = text.split(",")
     if len(parts) != 3 or parts[0] not in ("ST", "US", "OL") or parts[1] not in ("GS", "NT"):
         raise ProtocolError("not a continuous-print line: %r" % text[:40])

@@ -42,12 +42,18 @@ class Client:
         return self._pid
 
     async def _send(self, data):
+        writer = self._writer
+        if writer is None:  # not connected (yet): an OSError, so callers reconnect
+            raise mqtt.MQTTError("send: not connected")
         async with self._lock:
-            self._writer.write(data)
-            await self._writer.drain()
+            writer.write(data)
+            await writer.drain()
 
     async def _read(self):
-        data = await self._reader.read(512)
+        reader = self._reader
+        if reader is None:
+            raise mqtt.MQTTError("read: not connected")
+        data = await reader.read(512)
         if not data:
             raise mqtt.MQTTError("broker closed the connection")
         self.last_rx = time.ticks_ms()
@@ -59,7 +65,7 @@ class Client:
         self._reader, self._writer = await asyncio.wait_for_ms(opening, timeout_ms)
         await self._send(mqtt.connect(self.client_id, self.keepalive_ms // 1000, True,
                                       self.will, self._user, self._password))
-        packets = await asyncio.wait_for_ms(self._read(), timeout_ms)
+        packets = await asyncio.wait_for_ms(self._read(), timeout_ms)  # type: list
         if not packets or packets[0][0] != mqtt.CONNACK:
             raise mqtt.MQTTError("connect: no CONNACK")
         mqtt.connack_code(packets[0][2])

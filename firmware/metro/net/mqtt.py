@@ -125,7 +125,7 @@ class Parser:
 
     def feed(self, data):
         buf = self._buf + data if self._buf else bytes(data)
-        out = []
+        out = []  # type: list
         while len(buf) >= 2:
             n = shift = 0
             i = 1
