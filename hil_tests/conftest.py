@@ -6,10 +6,14 @@
 
 The same test functions run on both: they get `dut`, `link`, `console` and `stim`,
 ask for capabilities with markers (load_cell, pulse_input, scanner, power_cut, wifi)
-and for a configuration with `@pytest.mark.node_config(section={...})`.
+and for a configuration with `@pytest.mark.node_config(section={...})`. A test marked
+`wifi` gets a node that reports over MQTT to `site_broker`; a test that asks for
+`transport` runs over each way the bench presents the link.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import pytest
 
@@ -77,21 +81,66 @@ def board_session(bench, tmp_path_factory):
     session.close()
 
 
-def _make_dut(request, bench, tmp_path, transport=None):
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test that asks for `transport` runs over every way the bench offers its link:
+    # on the unix bench a pty and a socket:// URL (the same test, twice), on a board
+    # its one link.
+    if "transport" in inspect.signature(metafunc.function).parameters:
+        bench = metafunc.config.stash[BENCH]
+        metafunc.parametrize("transport", ("pty", "socket") if bench.kind == "unix"
+                             else ("board",))
+
+
+@pytest.fixture
+def transport(bench) -> str:
+    """How the unix DUT presents its link (--hil-transport); "board" on a rig."""
+    return bench.transport if bench.kind == "unix" else "board"
+
+
+@pytest.fixture(scope="session")
+def site_broker(bench, tmp_path_factory):
+    """(host, port) of the broker a Wi-Fi DUT reaches: on the unix bench a Mosquitto of
+    the bench's own on a free port, on a rig the one its `wifi:` entry names."""
+    if bench.kind == "board":
+        yield bench.rig.wifi["broker"], bench.rig.wifi.get("port", 1883)
+        return
+    from tests.gwharness import Mosquitto
+
+    broker = Mosquitto(tmp_path_factory.mktemp("site-broker"))
+    broker.start()
+    yield "127.0.0.1", broker.port
+    broker.stop()
+
+
+def _wifi_config(request, bench) -> dict:
+    """The configuration sections of a node that reports over Wi-Fi (MQTT)."""
+    host, port = request.getfixturevalue("site_broker")
+    mqtt = {"broker": host, "port": port, "keepalive_s": 10, "backoff_ms": 200,
+            "max_backoff_ms": 2000}
+    out = {"link": {"kind": "mqtt", "mqtt": mqtt}}
+    if bench.kind == "board":
+        out["wifi"] = {"ssid": bench.rig.wifi["ssid"],
+                       "password": bench.rig.wifi.get("password", "")}
+    return out
+
+
+def _make_dut(request, bench, tmp_path, transport):
     marker = request.node.get_closest_marker("node_config")
     over = dict(marker.kwargs) if marker else {}
+    if request.node.get_closest_marker("wifi") is not None:
+        for name, section in _wifi_config(request, bench).items():
+            over[name] = {**section, **over.get(name, {})}
     if bench.kind == "board":
         return request.getfixturevalue("board_session").dut(tmp_path, over)
     from hil_tests.harness.dut import UnixDut
 
-    return UnixDut(request.getfixturevalue("firmware_build"), tmp_path,
-                   transport or bench.transport, over)
+    return UnixDut(request.getfixturevalue("firmware_build"), tmp_path, transport, over)
 
 
 @pytest.fixture
-def dut(request, bench, tmp_path):
+def dut(request, bench, tmp_path, transport):
     """The device under test, booted from erased flash into a known state."""
-    device = _make_dut(request, bench, tmp_path)
+    device = _make_dut(request, bench, tmp_path, transport)
     try:
         device.boot()
         yield device

@@ -1,6 +1,8 @@
 """Records reach a real gateway process over the serial link: `metrotrace gateway run`
 opens the DUT's link port (the bridge's pty on the unix bench, the UART adapter on a
-rig), verifies, stores, acknowledges, signs and publishes them to its broker."""
+rig), verifies, stores, acknowledges, signs and publishes them to its broker. On the
+unix bench the test runs twice, with the link as a pty and as a socket:// URL: the
+test's own link lets go of the port and the gateway opens it, as on a rig."""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ from hil_tests.harness.gateway import GatewayRun
 
 @pytest.mark.load_cell
 @pytest.mark.scanner
+@pytest.mark.power_cut
 def test_records_reach_a_real_gateway_process_over_the_serial_link(dut, console, stim,
-                                                                   tmp_path):
+                                                                   tmp_path, transport):
+    if transport != "board":
+        assert dut.bridge.kind == transport
     power_up = dut.link.expect_event("power_up", timeout=10)
     port = dut.release_link()
     with GatewayRun(tmp_path / "gateway", {dut.node: dut.key}, [port]) as gw:

@@ -5,13 +5,14 @@ with a loopback; so do we)."""
 
 from __future__ import annotations
 
+import ast
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from hil_tests.harness.bench import from_options
+from hil_tests.harness.bench import CAPABILITIES, from_options
 from hil_tests.harness.console import Console, ExpectTimeout
 from hil_tests.harness.dut import KEY, NODE, UnixDut
 from hil_tests.harness.link import Link
@@ -80,6 +81,44 @@ def test_the_bridge_carries_every_byte_value_both_ways_and_survives_a_reconnect(
             port.close()
 
 
+def test_the_socket_url_serves_one_client_at_a_time_and_the_next_after_a_hang_up():
+    """As a serial port that a test and then a gateway open in turn (ser2net's habit):
+    the link outlives its client, and a client waiting meanwhile gets it next."""
+    serial = __import__("serial")
+
+    def exchange(port, node, n: int) -> None:
+        _wait_for(lambda: bridge.clients == n)
+        node.sendall(b"to client %d\n" % n)
+        assert _read(port, 12) == b"to client %d\n" % n
+        port.write(b"from %d" % n)
+        assert node.recv(64) == b"from %d" % n
+
+    with Bridge("socket") as bridge, \
+            socket.create_connection(("127.0.0.1", bridge.device_port)) as node:
+        node.settimeout(3)
+        first = serial.serial_for_url(bridge.url, timeout=0.05)  # the test's link
+        exchange(first, node, 1)
+        second = serial.serial_for_url(bridge.url, timeout=0.05)  # the gateway, early
+        time.sleep(0.2)
+        node.sendall(b"to client 1\n")
+        assert _read(first, 12) == b"to client 1\n" and second.read(64) == b""
+        assert bridge.clients == 1, "two clients on one serial line"
+        first.close()  # the test releases the link: the gateway gets it
+        exchange(second, node, 2)
+        second.close()
+        third = serial.serial_for_url(bridge.url, timeout=0.05)
+        exchange(third, node, 3)
+        third.close()
+        assert bridge.connections == 1, "the node's connection did not outlive its clients"
+
+
+def _wait_for(predicate, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def _read(port, n: int, timeout: float = 3.0) -> bytes:
     out, deadline = b"", time.monotonic() + timeout
     while len(out) < n and time.monotonic() < deadline:
@@ -120,6 +159,16 @@ def _read_frames(node: socket.socket) -> frame.Frame:
                 return item
 
 
+def test_a_reset_cuts_the_line_in_progress_so_the_next_boot_starts_a_line_of_its_own():
+    console = Console("board console")
+    console.feed(b'{"rec": {"kind": "sc')  # the power went mid-line (or a REPL prompt)
+    console.break_line()
+    console.feed(b'{"ready": true}\r\n')
+    assert console.expect_json(key="ready", timeout=0.5) == {"ready": True}
+    console.break_line()  # nothing in progress: no empty line is made
+    assert bytes(console.log).endswith(b'{"ready": true}\r\n')
+
+
 def test_a_failed_console_expect_quotes_the_unmatched_output():
     console = Console("node console")
     console.feed(b'metro host node\n{"rec": {"kind": "zero"}}\npartial')
@@ -139,6 +188,30 @@ def test_the_example_rig_is_consistent_and_wires_every_capability_but_wifi():
     assert bench.kind == "board" and bench.link_url == rig.link
     assert "bench lacks wifi" in bench.lacks("wifi") and "rig: wifi" in bench.lacks("wifi")
     assert bench.lacks("pulse_input") is None
+    with_wifi = Rig.parse({"board": "esp32", "wifi": {"ssid": "bench", "broker": "10.0.0.2"}})
+    assert with_wifi.capabilities == {"wifi"}
+
+
+def test_an_indicator_line_gives_the_load_cell_capability(tmp_path, monkeypatch):
+    """A DUT reading a weight indicator on a UART (a board config with scale.source):
+    the stimulus board prints the commanded load on that line."""
+    import json
+
+    from hil_tests.harness import rig as rig_mod
+
+    board = json.loads((rig_mod.BOARDS / "esp32" / "config.json").read_text())
+    board["scale"] = {**board["scale"], "source": "sics",
+                      "uart": {"id": 1, "baud": 9600, "tx": 4, "rx": 5}}
+    del board["scanner"]  # its UART now reads the indicator
+    (tmp_path / "esp32-sics").mkdir()
+    (tmp_path / "esp32-sics" / "config.json").write_text(json.dumps(board))
+    monkeypatch.setattr(rig_mod, "BOARDS", tmp_path)
+    rig = Rig.parse({"board": "esp32-sics", "stimulus": {"port": "/dev/ttyACM0"},
+                     "wiring": {"indicator": {"stimulus_tx": 8, "uart": 1, "baud": 9600,
+                                              "dut_rx": 5, "protocol": "sics"}}})
+    assert rig.capabilities == {"load_cell"}
+    assert rig.stimulus_setup() == {"indicator": {"tx": 8, "uart": 1, "baud": 9600,
+                                                  "protocol": "sics"}}
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -149,6 +222,8 @@ def test_the_example_rig_is_consistent_and_wires_every_capability_but_wifi():
     ({"wiring": {"pulses": {"dut": 34}}}, "wiring.pulses.stimulus: missing"),
     ({"wiring": {"laser": {}}}, "wiring.laser: unknown"),
     ({"board": "pdp11"}, "board: expected one of"),
+    ({"wifi": {"ssid": "bench"}}, "wifi.broker: missing"),
+    ({"wifi": {"ssid": "bench", "broker": "10.0.0.2", "port": "x"}}, "wifi.port: an integer"),
 ])
 def test_an_inconsistent_rig_is_refused_naming_the_field(change, message):
     data = {"board": "esp32", "link": "/dev/ttyUSB1", "stimulus": {"port": "/dev/ttyACM0"}}
@@ -157,11 +232,75 @@ def test_an_inconsistent_rig_is_refused_naming_the_field(change, message):
         Rig.parse(data)
 
 
-def test_the_unix_bench_has_every_capability_but_wifi_and_says_why_it_lacks_it():
+def test_the_unix_bench_has_every_capability_and_says_why_when_mosquitto_is_missing(
+        monkeypatch):
     bench = from_options(None, None, None)
     assert bench.kind == "unix" and bench.lacks("load_cell") is None
-    assert bench.lacks("wifi").startswith("bench lacks wifi: the unix bench")
+    assert bench.lacks("wifi") is None  # its node's MQTT uplink reaches a local Mosquitto
+    monkeypatch.setenv("PATH", "/nonexistent")
+    bare = from_options(None, None, None)
+    assert bare.lacks("wifi").startswith("bench lacks wifi: the unix bench")
+    assert "install mosquitto" in bare.lacks("wifi")
     with pytest.raises(ValueError, match="--link"):
         from_options(None, "socket://x:1", None)
     with pytest.raises(ValueError, match="--rig"):
         from_options("/dev/ttyUSB0", None, None)
+
+
+# What a test may only do on a bench that has the capability: `dut.power_cut()` needs a
+# reset wire, `stim.load()` a load cell, and so on.
+NEEDS = {"power_cut": "power_cut", "load": "load_cell", "pulses": "pulse_input",
+         "nozzle": "pulse_input", "scan": "scanner"}
+
+
+def _calls(node: ast.AST, helpers: dict) -> set[str]:
+    """Methods called on the DUT or the stimulus in `node`, through module helpers too."""
+    out = set()
+    for call in ast.walk(node):
+        if not isinstance(call, ast.Call):
+            continue
+        f = call.func
+        if isinstance(f, ast.Attribute) and f.attr in NEEDS:
+            out.add(f.attr)
+        elif isinstance(f, ast.Name) and f.id in helpers:
+            out |= _calls(helpers.pop(f.id), helpers)
+    return out
+
+
+def _marks(decorators: list[ast.expr]) -> set[str]:
+    return {d.attr for d in ast.walk(ast.Module(body=[ast.Expr(x) for x in decorators],
+                                                type_ignores=[]))
+            if isinstance(d, ast.Attribute) and d.attr in CAPABILITIES}
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in Path(__file__).parent.glob("test_*.py")))
+def test_every_hil_test_asks_for_the_capabilities_it_uses(module):
+    tree = ast.parse((Path(__file__).parent / module).read_text())
+    module_marks: set[str] = set()
+    helpers = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and any(getattr(t, "id", "") == "pytestmark"
+                                                for t in stmt.targets):
+            module_marks = _marks([stmt.value])
+        elif isinstance(stmt, ast.FunctionDef) and not stmt.name.startswith("test_"):
+            helpers[stmt.name] = stmt
+    missing = []
+    for stmt in tree.body:
+        if not isinstance(stmt, ast.FunctionDef) or not stmt.name.startswith("test_"):
+            continue
+        if not {"dut", "stim"} & {a.arg for a in stmt.args.args}:
+            continue  # builds its own unix DUT (the harness's own tests)
+        have = module_marks | _marks(stmt.decorator_list)
+        need = {NEEDS[c] for c in _calls(stmt, dict(helpers))}
+        missing += [f"{stmt.name}: @pytest.mark.{cap}" for cap in sorted(need - have)]
+    assert not missing, f"a rig without the capability would fail, not skip: {missing}"
+
+
+def test_a_rig_without_a_reset_wire_skips_power_cuts_and_says_what_to_wire(tmp_path):
+    text = (RIGS / "example.yaml").read_text()
+    cut = text[:text.index("  reset:")] + text[text.index("# wifi:"):]
+    (tmp_path / "no-reset.yaml").write_text(cut)
+    bench = from_options("/dev/ttyUSB0", None, str(tmp_path / "no-reset.yaml"))
+    assert "power_cut" not in bench.capabilities
+    why = bench.lacks("power_cut")
+    assert why.startswith("bench lacks power_cut: rig ") and "(rig: reset)" in why

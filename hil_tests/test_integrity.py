@@ -59,6 +59,7 @@ def _console_json(console, key):
 
 
 @pytest.mark.load_cell
+@pytest.mark.power_cut
 def test_a_calibration_change_is_in_the_audit_trail_with_old_and_new_values(
         dut, link, console, stim):
     console.send({"param": {"name": "scale.cal.span_raw", "value": 462000, "by": "hil-7"}})
@@ -94,6 +95,7 @@ def test_a_k_factor_change_and_the_seal_are_audited(dut, link, console):
     assert (change["detail"]["old"], change["detail"]["new"]) == (100_000_000, 99_900_000)
 
 
+@pytest.mark.power_cut
 def test_the_software_id_changes_when_one_byte_of_a_legal_module_changes(dut, link):
     first = link.expect_event("power_up", timeout=10)["detail"]
     legal = [m for m in dut.files.legal_modules() if m.endswith("core/flow.mpy")
@@ -110,6 +112,7 @@ def test_the_software_id_changes_when_one_byte_of_a_legal_module_changes(dut, li
     assert link.expect_event("power_up", timeout=10)["detail"]["fw"] == first["fw"]
 
 
+@pytest.mark.power_cut
 def test_a_byte_changed_outside_the_legal_modules_keeps_the_software_id(dut, link):
     first = link.expect_event("power_up", timeout=10)["detail"]
     module = dut.files.app_module()  # metro/app: wiring, not legally relevant

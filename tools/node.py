@@ -1,10 +1,12 @@
 """`metrotrace node ...`: put firmware on boards, provision them, watch them, simulate them.
 
-    node deploy    --port P [--board esp32] [--py] [--no-hold]   firmware with mpremote
+    node deploy    --port P [--py] [--no-hold]                   firmware with mpremote
     node provision --port P --gateway-config gw.toml [--board esp32] [--node HEX]
     node monitor   --port URL [--keys nodes.json | --key HEX] [--ack] [--count N]
     node sim       --gateway-config gw.toml [--nodes N] [--seconds S]
     node loadgen   --gateway-config gw.toml [--nodes N] [--records R] [--window W]
+    node loadgen   --server [--broker H:P] [--data-dir D | --db URL] [--rate R]
+                   [--seconds S] [--batch B] [--nodes N]      signed batches for workers
 
 Registration imports nothing heavy; each command imports its modules when it runs.
 Keys are never printed: provisioning shows the key's fingerprint (first 16 hex digits
@@ -127,7 +129,7 @@ def _sim(args: argparse.Namespace) -> int:
     from .bridge import Bridge
 
     nodes = simgw.node_ids(args.nodes)
-    keys = simgw.register(_gateway_keys_path(args.gateway_config), nodes)
+    keys = simgw.register(_gateway_keys_path(args.gateway_config), nodes, _run_note("sim"))
     work = Path(tempfile.mkdtemp(prefix="metrotrace-sim-"))
     build = hostnode.build(work / "build")
     bridges = [Bridge("pty") for _ in nodes]
@@ -161,24 +163,40 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_note(what: str) -> str:
+    return f"node {what} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+
+
 def _loadgen(args: argparse.Namespace) -> int:
+    if args.server:
+        return _loadgen_server(args)
+    if not args.gateway_config:
+        print("node loadgen: --gateway-config: required to load a gateway (or --server to"
+              " load server workers)", file=sys.stderr)
+        return 2
     import tempfile
 
     from . import simgw
 
     nodes = simgw.node_ids(args.nodes)
-    keys = simgw.register(_gateway_keys_path(args.gateway_config), nodes)
+    keys = simgw.register(_gateway_keys_path(args.gateway_config), nodes,
+                          _run_note("loadgen"))
     ptys = [simgw.PtyPair() for _ in nodes]
     config = simgw.derived_config(Path(args.gateway_config), [p.path for p in ptys])
     log = Path(tempfile.mkdtemp(prefix="metrotrace-loadgen-")) / "gateway.log"
     gateway = simgw.start_gateway(config, log)
     try:
         deadline = time.monotonic() + 30
-        while log.read_text().count("serial_open") < len(ptys) and time.monotonic() < deadline:
+        while (log.read_text().count("serial_open") < len(ptys) and gateway.poll() is None
+               and time.monotonic() < deadline):
             time.sleep(0.05)
         load = [simgw.LoadNode(n, keys[n], p, args.window) for n, p in zip(nodes, ptys,
                                                                              strict=True)]
-        figures = simgw.loadgen(load, args.records, args.timeout)
+        figures = simgw.loadgen(load, args.records, args.timeout,
+                                alive=lambda: gateway.poll() is None)
+        if gateway.poll() is not None:
+            print(f"node loadgen: the gateway exited ({gateway.returncode}); its log: {log}",
+                  file=sys.stderr)
     finally:
         gateway.terminate()
         gateway.wait(10)
@@ -189,7 +207,25 @@ def _loadgen(args: argparse.Namespace) -> int:
     return 0 if figures["records_acked"] == args.records * args.nodes else 1
 
 
+def _loadgen_server(args: argparse.Namespace) -> int:
+    from . import srvload
+    from .storeargs import store_url
+
+    host, _, port = args.broker.rpartition(":")
+    try:
+        figures = srvload.run(store_url(args), host or "127.0.0.1", int(port), args.rate,
+                              args.seconds, args.nodes, args.batch, wait_s=args.wait)
+    except (ValueError, ConnectionError, OSError) as e:
+        print(f"node loadgen --server: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(figures))
+    done = figures["broker_acked"] and figures["records_stored"] == figures["records_published"]
+    return 0 if done else 1
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from .storeargs import add_store_args
+
     node = sub.add_parser("node", help="boards: deploy, provision, monitor; simulated nodes")
     nsub = node.add_subparsers(dest="node_command", required=True)
 
@@ -226,10 +262,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--seconds", type=float, default=0, help="0: until Ctrl-C")
     sim.set_defaults(func=_sim)
 
-    load = nsub.add_parser("loadgen", help="load the gateway (and its uplink) with records")
-    load.add_argument("--gateway-config", required=True, help="gateway.toml")
+    load = nsub.add_parser("loadgen", help="load a gateway with node records, or server "
+                                           "workers with signed batches (--server)")
+    load.add_argument("--gateway-config", help="gateway.toml (gateway load)")
     load.add_argument("--nodes", type=int, default=8)
-    load.add_argument("--records", type=int, default=10000, help="per node")
-    load.add_argument("--window", type=int, default=64, help="records in flight per node")
-    load.add_argument("--timeout", type=float, default=300)
+    load.add_argument("--records", type=int, default=10000, help="per node (gateway load)")
+    load.add_argument("--window", type=int, default=64,
+                      help="records in flight per node (gateway load)")
+    load.add_argument("--timeout", type=float, default=300, help="gateway load: give up after")
+    srv = load.add_argument_group("server load (--server)")
+    srv.add_argument("--server", action="store_true",
+                     help="publish signed batches for `metrotrace server run` workers; the "
+                          "gateway key and node keys are registered in the store first")
+    srv.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT the workers use")
+    add_store_args(srv)
+    srv.add_argument("--rate", type=float, default=1000.0, help="records per second")
+    srv.add_argument("--seconds", type=float, default=10.0, help="how long to publish")
+    srv.add_argument("--batch", type=int, default=100, help="records per envelope")
+    srv.add_argument("--wait", type=float, default=60.0,
+                     help="seconds to wait for the broker's acks and the store to catch up")
     load.set_defaults(func=_loadgen)

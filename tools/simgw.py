@@ -8,8 +8,11 @@ the original, which is left alone). `sim` runs the node firmware under MicroPyth
 into the ptys from CPython, many times faster than a node, with a window of records
 in flight per node, and measures acknowledged records per second and ack latency.
 
-Invariant: node ids are 8 bytes `51a1` + index, so runs are repeatable; a node key
-already registered is reused, never replaced.
+Invariant: node ids are 8 bytes, `51a1`, three random bytes naming the run and the
+node's index: every run is new nodes whose sequence numbers start at 1, so a second run
+against the same gateway is never taken for replays of the first (a simulated node
+keeps no state between runs). Their keys are registered with `"sim"` saying which run
+made them, so an operator can prune them; a key already registered is never replaced.
 """
 
 from __future__ import annotations
@@ -26,15 +29,21 @@ from pathlib import Path
 from metrotrace.firmware.metro.wire import frame, record
 
 
-def node_ids(count: int) -> list[bytes]:
-    return [bytes.fromhex("51a1") + i.to_bytes(6, "big") for i in range(1, count + 1)]
+def node_ids(count: int, run: bytes | None = None) -> list[bytes]:
+    """`count` node ids of one run (fresh random run bytes unless given)."""
+    run = os.urandom(3) if run is None else run
+    if len(run) != 3:
+        raise ValueError("run: expected 3 bytes")
+    return [bytes.fromhex("51a1") + run + i.to_bytes(3, "big") for i in range(1, count + 1)]
 
 
-def register(node_keys: Path, nodes: list[bytes]) -> dict[bytes, bytes]:
+def register(node_keys: Path, nodes: list[bytes], note: str = "") -> dict[bytes, bytes]:
     data = json.loads(node_keys.read_text()) if node_keys.exists() else {"nodes": {}}
     keys = {}
     for node in nodes:
         entry = data["nodes"].setdefault(node.hex(), {"key": os.urandom(32).hex()})
+        if note:
+            entry.setdefault("sim", note)
         keys[node] = bytes.fromhex(entry["key"])
     tmp = node_keys.with_name(node_keys.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -67,13 +76,18 @@ def start_gateway(config: Path, log: Path) -> subprocess.Popen:
 
 
 def last_counters(log: Path) -> dict:
+    """The gateway's last counters: its final `gateway_stop` line when it stopped
+    cleanly, else the last periodic `counters` line; {} when it logged neither."""
     found: dict = {}
     for line in log.read_text(errors="replace").splitlines():
-        if '"counters"' in line:
-            try:
-                found = json.loads(line)
-            except ValueError:
-                continue
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") in ("counters", "gateway_stop"):
+            found = event
     return found
 
 
@@ -135,12 +149,16 @@ class LoadNode:
                     self.acked = mark
 
 
-def loadgen(nodes: list[LoadNode], records: int, timeout: float) -> dict:
-    """Send `records` per node as fast as acknowledgements allow; figures."""
+def loadgen(nodes: list[LoadNode], records: int, timeout: float,
+            alive=lambda: True) -> dict:
+    """Send `records` per node as fast as acknowledgements allow, while `alive()`;
+    figures."""
     t0 = int(time.time() * 1000)
     start = time.monotonic()
     deadline = start + timeout
     while any(n.acked < records for n in nodes) and time.monotonic() < deadline:
+        if not alive():
+            break  # the gateway is gone: nothing will be acknowledged any more
         for n in nodes:
             n.read()
             n.fill(records, t0)

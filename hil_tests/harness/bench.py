@@ -1,6 +1,7 @@
 """The bench a HIL run has: what it offers, read from the command line and the rig file.
 
-    (no option)                  the unix-interpreter DUT: every capability but wifi
+    (no option)                  the unix-interpreter DUT: every capability (wifi: a
+                                 Mosquitto of its own that the node's MQTT uplink reaches)
     --board PORT [--link URL]    a real board, its UART link through an adapter
     --rig rig.yaml               which DUT pin is wired to which stimulus pin; the
                                  capabilities are what the rig wires (harness/rig.py)
@@ -12,6 +13,7 @@ missing capability skips; a bench that has it runs the test, and a failure fails
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +26,16 @@ CAPABILITIES = {
     "pulse_input": "wire a stimulus pin to the DUT's pulse input (rig: pulses)",
     "scanner": "wire a stimulus UART TX to the DUT's scanner RX (rig: scanner)",
     "power_cut": "wire a stimulus pin to the DUT's EN/RUN pin (rig: reset)",
-    "wifi": "a DUT with Wi-Fi and a broker it can reach (rig: wifi)",
+    "wifi": "a DUT with Wi-Fi and a broker it can reach (rig: wifi: {ssid, password, "
+            "broker, port}); on the unix bench, install mosquitto",
 }
 UNIX = frozenset({"load_cell", "pulse_input", "scanner", "power_cut"})
+
+
+def unix_capabilities() -> frozenset[str]:
+    # The unix node's Wi-Fi uplink is its MQTT client on the host's network: all it
+    # needs is a broker, which the bench starts (hil_tests/conftest.py, site_broker).
+    return UNIX | {"wifi"} if shutil.which("mosquitto") else UNIX
 
 
 @dataclass
@@ -53,7 +62,7 @@ def from_options(board: str | None, link: str | None, rig_path: str | None,
     if board is None:
         if link is not None:
             raise ValueError("--link: names a board's UART link; give --board PORT as well")
-        return Bench("unix", UNIX, transport=transport, rig=rig)
+        return Bench("unix", unix_capabilities(), transport=transport, rig=rig)
     if rig is None:
         raise ValueError("--board: give --rig rig.yaml too (which pins the stimulus drives);"
                          " hil_tests/rigs/example.yaml is a template")

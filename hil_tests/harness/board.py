@@ -25,7 +25,7 @@ from pathlib import Path
 from metrotrace.tools import deploy
 
 from .console import Console, SerialReader
-from .link import Link
+from .mqttlink import open_link
 from .stimulus import BoardStimulus
 
 
@@ -49,10 +49,13 @@ class BoardSession:
         cfg = self.rig.template()
         cfg.update({"key": self.key.hex()})
         cell = self.rig.wiring.get("load_cell")
+        indicator = self.rig.wiring.get("indicator")
         if cell and "scale" in cfg:  # the DUT's calibration matches the emulated cell
             cfg["scale"]["cal"] = {"zero_raw": cell["zero_raw"],
                                    "span_raw": cell["counts_per_unit"] * 10000,
                                    "span_load": 10000}
+        elif indicator and "scale" in cfg:  # the DUT reads the lines the stimulus prints
+            cfg["scale"]["source"] = indicator["protocol"]
         for name, value in over.items():
             if name == "sim":
                 continue  # the unix DUT's simulated parts: a rig has real ones
@@ -107,7 +110,7 @@ class BoardDut:
         self.stim = session.stim
         self.console = Console("board console")
         self.files = BoardFiles(self)
-        self.link = Link(session.bench.link_url, self.node, self.key)
+        self.link = open_link(config, session.bench.link_url, self.node, self.key)
         self._reader: SerialReader | None = None
         self.exits: list[int] = []
 
@@ -119,6 +122,7 @@ class BoardDut:
             self._open_console()
 
     def _open_console(self, wait: float = 10.0) -> None:
+        self.console.break_line()  # it was closed around a reset or an mpremote call
         deadline = time.monotonic() + wait
         while self._reader is None:
             try:

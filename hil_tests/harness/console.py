@@ -40,6 +40,14 @@ class Console:
             self.log += data
             self._cond.notify_all()
 
+    def break_line(self) -> None:
+        """A reset: the line the device was printing is cut, and what the next boot
+        prints starts a line of its own (not glued to a REPL prompt or half a record)."""
+        with self._cond:
+            if self._buf and not self._buf.endswith(b"\n"):
+                self._buf += b"\n"
+                self.log += b"\n"
+
     def attach_writer(self, write: Callable[[bytes], None] | None) -> None:
         self._write = write
 

@@ -3,7 +3,8 @@
 A DUT offers the same few things whatever it is (the labgrid habit: a small protocol,
 drivers behind it):
 
-    dut.link      Link     the node's gateway link (frames; harness/link.py)
+    dut.link      Link     the node's gateway link (UART frames, harness/link.py; or
+                           records over MQTT for a Wi-Fi config, harness/mqttlink.py)
     dut.console   Console  the node's console (JSON lines; harness/console.py)
     dut.stim      Stimulus instruments driven by the test (harness/stimulus.py)
     dut.config    dict     the configuration the node runs with
@@ -34,7 +35,7 @@ from metrotrace.tools import hostnode
 from metrotrace.tools.bridge import Bridge
 
 from .console import Console
-from .link import Link
+from .mqttlink import open_link
 from .stimulus import ConsoleStimulus
 
 NODE = bytes.fromhex("e6614103e7513a2f")
@@ -84,7 +85,7 @@ class UnixDut:
         self.boot_timeout = boot_timeout
         self.console = Console("node console")
         self.stim = ConsoleStimulus(self.console)
-        self.link = Link(self.bridge.url, NODE, KEY)
+        self.link = open_link(self.config, self.bridge.url, NODE, KEY)
         self.exits: list[int] = []
         self.boots = 0
         self._proc: subprocess.Popen | None = None
@@ -97,6 +98,7 @@ class UnixDut:
     # --- power and reset -------------------------------------------------------------
     def boot(self, wait: bool = True) -> None:
         """Start the node on its flash; wait for {"ready": true}."""
+        self.console.break_line()  # a line cut by the last power cut ends here
         with self._lock:
             cfg = hostnode.write_config(self.workdir / "config.json", self.config)
             self._proc = hostnode.start(self.files.root, cfg, HEAP, stdin=subprocess.PIPE,

@@ -34,8 +34,15 @@ from .console import ExpectTimeout
 
 class Link:
     def __init__(self, url: str, node: bytes, key: bytes, baudrate: int = 115200) -> None:
-        self.url = url
+        self._state(url, node, key)
         self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.02)
+        # Like a gateway, the link reads and acknowledges all the time, not only while
+        # a test waits: a node left unacknowledged would start its go-back-N rounds.
+        self._thread = threading.Thread(target=self._run, name=f"link-{url}", daemon=True)
+        self._thread.start()
+
+    def _state(self, url: str, node: bytes, key: bytes) -> None:
+        self.url = url
         self.node = node
         self.key = key
         self.decoder = frame.Decoder()
@@ -50,10 +57,6 @@ class Link:
         self._unread: list[dict] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        # Like a gateway, the link reads and acknowledges all the time, not only while
-        # a test waits: a node left unacknowledged would start its go-back-N rounds.
-        self._thread = threading.Thread(target=self._run, name=f"link-{url}", daemon=True)
-        self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
@@ -70,16 +73,19 @@ class Link:
                 data = self.port.read(65536)
             except (serial.SerialException, OSError):
                 return  # the port is gone (closed, adapter unplugged)
-            if not data:
-                continue
-            mark = None
-            with self._cond:
-                for item in self.decoder.feed(data):
-                    if isinstance(item, frame.Frame) and item.fields is not None:
-                        mark = self._receive(item) or mark
-                self._cond.notify_all()
-            if mark is not None and self.acking:
-                self.ack(mark)
+            if data:
+                self._deliver(self.decoder.feed(data))
+
+    def _deliver(self, items: list) -> None:
+        """Keep the good records among decoded frames; acknowledge like a gateway."""
+        mark = None
+        with self._cond:
+            for item in items:
+                if isinstance(item, frame.Frame) and item.fields is not None:
+                    mark = self._receive(item) or mark
+            self._cond.notify_all()
+        if mark is not None and self.acking:
+            self.ack(mark)
 
     def _receive(self, item: frame.Frame) -> int | None:
         body, tag = item.split_tag()

@@ -10,6 +10,7 @@
                   zero_raw: 8400, counts_per_unit: 42}
       scanner:   {stimulus_tx: 8, uart: 1, baud: 9600, dut_rx: 5}
       reset:     {stimulus: 22, dut: EN}
+    wifi: {ssid: bench, password: ..., broker: 192.168.7.1, port: 1883}   # optional
 
 Invariants: a Rig that exists is consistent (every wiring names the pins it needs; no
 stimulus pin and no DUT pin is used twice; the DUT pins agree with the DUT's
@@ -26,7 +27,9 @@ from pathlib import Path
 import yaml
 
 BOARDS = Path(__file__).resolve().parents[2] / "firmware" / "boards"
-# wiring entry -> (capability, fields it must name, its stimulus pins, its DUT pins)
+# wiring entry -> (capability, fields it must name, its stimulus pins, its DUT pins).
+# An indicator line gives load_cell too: the stimulus board prints the commanded load on
+# it as the indicator would (stimulus/indline.py), so `stim.load(g)` works on either.
 WIRING = {
     "pulses": ("pulse_input", ("stimulus", "dut"), ("stimulus",), ("dut",)),
     "nozzle": ("pulse_input", ("stimulus", "dut"), ("stimulus",), ("dut",)),
@@ -79,7 +82,7 @@ class Rig:
 
     def stimulus_setup(self) -> dict:
         """The stimulus board's pin map: the first command it gets, {"setup": ...}."""
-        keep = ("uart", "baud", "zero_raw", "counts_per_unit", "protocol")
+        keep = ("uart", "baud", "zero_raw", "counts_per_unit", "protocol", "unit")
         out = {}
         for name, entry in self.wiring.items():
             part = {}
@@ -130,7 +133,10 @@ class Rig:
             for key in dut_pins:
                 _claim(dut_used, entry[key], f"wiring.{name}.{key}", "DUT")
         stim = data.get("stimulus") or {}
-        rig = cls(path, board, data.get("link"), stim.get("port"), wiring, data.get("wifi"))
+        wifi = data.get("wifi")
+        if wifi is not None:
+            _check_wifi(wifi)
+        rig = cls(path, board, data.get("link"), stim.get("port"), wiring, wifi)
         rig._check_dut_pins()
         if wiring and rig.stimulus_port is None:
             raise RigError("stimulus.port: missing (the stimulus board's serial port)")
@@ -148,6 +154,20 @@ class Rig:
                 raise RigError(f"wiring.{name}.{key}: DUT pin {self.wiring[name][key]} but "
                                f"boards/{self.board}/config.json has {'.'.join(where)} = "
                                f"{value}")
+
+
+def _check_wifi(wifi: object) -> None:
+    if not isinstance(wifi, dict):
+        raise RigError("wifi: expected {ssid, password, broker, port}")
+    for name in ("ssid", "broker"):
+        if not isinstance(wifi.get(name), str) or not wifi[name]:
+            raise RigError(f"wifi.{name}: missing (the DUT's network and the broker it "
+                           "reaches, also reachable from this machine)")
+    if not isinstance(wifi.get("password", ""), str):
+        raise RigError("wifi.password: expected text")
+    port = wifi.get("port", 1883)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise RigError("wifi.port: an integer from 1 to 65535")
 
 
 def _claim(used: dict, pin: object, field: str, side: str) -> None:

@@ -3,7 +3,9 @@
 # on the other end. The first command is {"setup": {...}}: the rig's pin map
 # (hil_tests/rigs/*.yaml, harness/rig.py Rig.stimulus_setup).
 # Invariant: a pulses command answers only once the PIO has sent the last pulse, so the
-# test knows the train is complete; a refused command changes nothing.
+# test knows the train is complete; a refused command changes nothing. A load goes to
+# whatever the rig wires for it: the HX711 emulation answers the DUT's clock with its
+# counts, and an indicator line prints it (continuous output, every PRINT_MS).
 
 import json
 import select
@@ -12,10 +14,14 @@ import time
 
 import commands
 import hx711code
+import indline
 import machine
 import pio
 import pulseplan
 import rp2
+
+PRINT_MS = 100  # an indicator's continuous output rate (10 lines/s)
+MOVING_LINES = 2  # lines marked "moving" after a load change, as an indicator settles
 
 
 class Rig:
@@ -26,6 +32,9 @@ class Rig:
         self.cal = (0, 1)
         self.load = 0
         self.uarts = {}
+        self.indicator = None  # (protocol, unit) when an indicator line is wired
+        self.printed_at = time.ticks_ms()
+        self.moving = 0
 
     def setup(self, parts):
         if "pulses" in parts:
@@ -47,6 +56,27 @@ class Rig:
                 u = parts[name]
                 self.uarts[name] = machine.UART(u["uart"], baudrate=u["baud"],
                                                 tx=machine.Pin(u["tx"]))
+        if "indicator" in parts:
+            ind = parts["indicator"]
+            if ind["protocol"] not in indline.PROTOCOLS:
+                raise commands.CommandError("setup.indicator.protocol: one of %s"
+                                            % ", ".join(indline.PROTOCOLS))
+            self.indicator = (ind["protocol"], ind.get("unit", "g"))
+
+    def feed(self):
+        self.feed_cell()
+        self.print_indicator()
+
+    def print_indicator(self):
+        """The present load on the indicator line, every PRINT_MS."""
+        now = time.ticks_ms()
+        if self.indicator is None or time.ticks_diff(now, self.printed_at) < PRINT_MS:
+            return
+        self.printed_at = now
+        stable = self.moving == 0
+        self.moving = max(0, self.moving - 1)
+        self.uarts["indicator"].write(indline.line(self.indicator[0], self.load,
+                                                   self.indicator[1], stable))
 
     def feed_cell(self):
         """Keep one word of the present load queued: a new load shows from the next
@@ -68,7 +98,7 @@ class Rig:
         deadline = time.ticks_add(time.ticks_ms(), pulseplan.duration_ms(n, hz) + 1000)
         try:
             while train.rx_fifo() == 0:  # the program pushes once the last pulse is out
-                self.feed_cell()
+                self.feed()
                 if time.ticks_diff(deadline, time.ticks_ms()) < 0:
                     raise commands.CommandError("pulses: the train did not finish")
             train.get()
@@ -79,7 +109,10 @@ class Rig:
         if name == "setup":
             self.setup(value)
         elif name == "load":
+            if self.cell is None and self.indicator is None:
+                raise commands.CommandError("load: no load_cell or indicator in setup")
             self.load = value
+            self.moving = MOVING_LINES
         elif name == "nozzle":
             self.pins["nozzle"].value(0 if value == "up" else 1)
         elif name == "pulses":
@@ -106,7 +139,7 @@ def main():
     line = ""
     print(json.dumps({"ready": "stimulus"}))
     while True:
-        rig.feed_cell()
+        rig.feed()
         if not poll.poll(1):
             continue
         ch = sys.stdin.read(1)

@@ -26,6 +26,7 @@ def _load(name: str):
 commands = _load("commands")
 hx711code = _load("hx711code")
 pulseplan = _load("pulseplan")
+indline = _load("indline")
 
 
 def test_commands_are_the_host_nodes_vocabulary_plus_the_rigs_own():
@@ -58,6 +59,20 @@ def test_hx711_words_decode_back_to_the_counts_and_saturate_like_the_chip():
         assert hx711code.left_aligned(raw) >> 8 == hx711code.word(raw)
     assert hx711code.counts(10**6, 8400, 42) == 0x7FFFFF
     assert hx711code.word(-1) == 0xFFFFFF and hx711code.decode(0x800000) == -0x800000
+
+
+def test_indicator_lines_are_what_the_duts_parsers_read_back_exactly():
+    from metrotrace.firmware.metro.drivers import scaleproto
+
+    for load in (0, 5, 1250, 15000, -40):
+        assert scaleproto.parse_sics(indline.line("sics", load)) == (load, True, "ok")
+        assert scaleproto.parse_print(indline.line("print", load, "g", False)) == (
+            load, False, "ok")
+    assert scaleproto.parse_sics(indline.line("sics", 1250, "kg"), "g") == (1250000, True, "ok")
+    with pytest.raises(indline.LineError, match="protocol: one of sics, print"):
+        indline.line("morse", 5)
+    with pytest.raises(indline.LineError, match="load: an integer"):
+        indline.line("sics", 1.5)
 
 
 def test_a_pulse_plan_loads_n_minus_1_and_clocks_32_cycles_per_pulse():
