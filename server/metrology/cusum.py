@@ -27,11 +27,11 @@ class CusumParams:
             raise InputError(f"h: CUSUM decision interval must be in (0, 1000), got {self.h}")
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step(hi, lo, z, k, h):
-    """One reading: returns (S+, S-, signalled)."""
+    """One reading: returns (S+, S-, signalled). Selects, not branches (fold.charted runs
+    it in the vectorised lanes of tiles.py)."""
     hi = max(0.0, hi + z - k)
     lo = max(0.0, lo - z - k)
-    if hi > h or lo > h:
-        return 0.0, 0.0, True
-    return hi, lo, False
+    fired = hi > h or lo > h
+    return (0.0 if fired else hi), (0.0 if fired else lo), fired

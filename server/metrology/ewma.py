@@ -31,10 +31,9 @@ class EwmaParams:
         return self.L * math.sqrt(self.lam / (2.0 - self.lam))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step(w, z, lam, limit):
-    """One reading: returns (W, signalled)."""
+    """One reading: returns (W, signalled). Selects, not branches (as cusum.step)."""
     w = (1.0 - lam) * w + lam * z
-    if abs(w) > limit:
-        return 0.0, True
-    return w, False
+    fired = abs(w) > limit
+    return (0.0 if fired else w), fired

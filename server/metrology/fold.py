@@ -6,7 +6,11 @@ is known and the reading is on or after the last verification; `baseline` is the
 before that. kernels.py calls these same functions whether it advances one instrument or
 several interleaved, so every schedule gives bit-identical states. `charted` decides with
 selects rather than branches (a random mix of test loads or a rare alarm costs no branch
-misprediction), and its result never depends on other instruments.
+misprediction), and its result never depends on other instruments. `charted` and what it
+calls are inlined into their callers (numba inline="always"): inside tiles.py's lane loop
+the body must have no calls, so LLVM can vectorise it across instruments. `prefix` and
+`rest` are the one-instrument-at-a-time loops (baseline and skipped readings; instruments
+that do not fill a tile).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import math
 import numpy as np
 from numba import njit
 
-from metrotrace.server.metrology import normalise, tolerance, trend
+from metrotrace.server.metrology import cusum, ewma, normalise, tolerance, trend
 from metrotrace.server.metrology import state as S
+from metrotrace.server.metrology.mpe import mpe_q
 
 
 @njit(cache=True)
@@ -34,7 +39,7 @@ def store(row, s):
         row[c] = s[c]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def legal(s, tj, err, q, warn_num, warn_den):
     """Tolerance flags of one reading (integer tests, tolerance.py): updated columns
     N_OUT .. MAX_ABS_R and 20000 / MPE (0 where the load is not covered)."""
@@ -53,7 +58,7 @@ def legal(s, tj, err, q, warn_num, warn_den):
     return (n_out, n_warn, n_unc, first_out, first_warn, last_r, max_abs_r), inv_q
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def charted(s, tj, ind, ref, rawj, q, inv_sigma, par):
     """One reading after the baseline: legal flags, CUSUM, EWMA and trend sums.
     par = (k, h, lam, limit, gamma, warn_num, warn_den, confirm_within)."""
@@ -64,16 +69,15 @@ def charted(s, tj, ind, ref, rawj, q, inv_sigma, par):
     x = normalise.high_res(err, ref, rawj, mode, a, inv_b)
     on = not math.isnan(x)
     z = (x - mu0) * inv_sigma if on else 0.0
-    hi = max(0.0, s[S.CUSUM_HI] + z - k)
-    lo = max(0.0, s[S.CUSUM_LO] - z - k)
-    fired = on and (hi > h or lo > h)
-    hi = 0.0 if fired else (hi if on else s[S.CUSUM_HI])
-    lo = 0.0 if fired else (lo if on else s[S.CUSUM_LO])
+    hi, lo, fired = cusum.step(s[S.CUSUM_HI], s[S.CUSUM_LO], z, k, h)
+    fired = on and fired  # a reading that is not charted leaves the charts alone
+    hi = hi if on else s[S.CUSUM_HI]
+    lo = lo if on else s[S.CUSUM_LO]
     n_cusum = s[S.N_CUSUM] + fired
     first_cusum = tj if fired and n_cusum == 1.0 else s[S.FIRST_CUSUM_T]
-    ew = (1.0 - lam) * s[S.EWMA] + lam * z
-    fired_ewma = on and abs(ew) > limit
-    ew = 0.0 if fired_ewma else (ew if on else s[S.EWMA])
+    ew, fired_ewma = ewma.step(s[S.EWMA], z, lam, limit)
+    fired_ewma = on and fired_ewma
+    ew = ew if on else s[S.EWMA]
     n_ewma = s[S.N_EWMA] + fired_ewma
     first_ewma = tj if fired_ewma and n_ewma == 1.0 else s[S.FIRST_EWMA_T]
     n_now = s[S.N_SEEN] + 1.0
@@ -117,3 +121,37 @@ def baseline(s, tj, ind, ref, rawj, q, par, buf, quantum):
             flags[3], flags[4], flags[5], flags[6], s[14], s[15], s[16], s[17], s[18], s[19],
             s[20], s[21], s[22], s[23], s[24], s[25], s[26], s[27], s[28], s[29], s[30],
             s[31], s[32])
+
+
+@njit(cache=True)
+def prefix(s, j, end, t, indication, reference, raw, has_raw, since, p, pa, par, buf, quantum):
+    """Readings before `since` (skipped) and of the baseline (sigma still NaN), one by one:
+    -> (state, first row for `charted`, row going back in time or -1)."""
+    while j < end:
+        tj = t[j]
+        if tj < since:
+            j += 1
+            continue
+        if tj < s[S.LAST_T]:
+            return s, j, j
+        if not np.isnan(s[S.SIGMA]):
+            break
+        rawj = raw[j] if has_raw else normalise.RAW_NONE
+        q = mpe_q(p, reference[j], pa[0], pa[1], pa[2], pa[3], pa[4], pa[5])
+        s = baseline(s, tj, indication[j], reference[j], rawj, q, par, buf, quantum)
+        j += 1
+    return s, j, np.int64(-1)
+
+
+@njit(cache=True)
+def rest(s, j, end, bad, t, indication, reference, raw, has_raw, p, pa, par):
+    """The charted readings of one instrument from row j, one at a time -> (state, first
+    row going back in time or -1); nothing is folded when `bad` is already set."""
+    inv_sigma = 1.0 / s[S.SIGMA]
+    for jj in range(j, end if bad < 0 else j):
+        tj = t[jj]
+        bad = jj if bad < 0 and tj < s[S.LAST_T] else bad
+        rawj = raw[jj] if has_raw else normalise.RAW_NONE
+        q = mpe_q(p, reference[jj], pa[0], pa[1], pa[2], pa[3], pa[4], pa[5])
+        s = charted(s, tj, indication[jj], reference[jj], rawj, q, inv_sigma, par)
+    return s, bad

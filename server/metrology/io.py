@@ -7,7 +7,8 @@ that breaks the contract raises InputError naming the column (and the row where 
 Registry columns: instrument, table, class, unit, e, [mmq], [line], [verified_ms], [due_ms],
                   [sigma] (known check-process standard deviation, base units)
 Reading columns:  instrument, t, kind (check | zero | dispense), [indication], [reference],
-                  [raw], [volume], [pulses], [kfactor]
+                  [raw], [volume], [pulses], [kfactor]; a kind's columns (KIND_COLUMNS) are
+                  needed only when a row of that kind is present, and then in every such row
 storeio.py reads the same columns from the store (server/store).
 """
 
@@ -51,26 +52,51 @@ def _need(table, names, what: str) -> None:
             raise InputError(f"{name}: missing column in the {what} file")
 
 
-def _ints(table, name: str, mask=None, default=None) -> np.ndarray:
+def _column(table, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """An integer column -> (int64 values, True where the row has a value), exactly (no
+    detour through float64); None when the file has no such column."""
     if name not in table.column_names:
-        if default is None:
-            raise InputError(f"{name}: missing column")
-        return np.full(table.num_rows if mask is None else int(mask.sum()), default, np.int64)
-    col = table.column(name)
+        return None
+    import pyarrow as pa
     import pyarrow.types as pat
 
+    col = table.column(name)
     if not (pat.is_integer(col.type) or pat.is_null(col.type)):
         raise InputError(f"{name}: expected integers, got {col.type}")
-    values = col.to_numpy(zero_copy_only=False)
-    if mask is not None:
-        values = values[mask]
-    if default is None and (np.asarray(values).dtype == object or np.isnan(
-            np.asarray(values, dtype=np.float64)).any()):
-        raise InputError(f"{name}: empty value in a row that needs one")
-    values = np.asarray(values, dtype=np.float64 if default is not None else None)
-    if default is not None:
-        values = np.where(np.isnan(values), default, values)
-    return values.astype(np.int64)
+    try:
+        values = col.cast(pa.int64()).fill_null(0).to_numpy()
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{name}: {exc}") from exc
+    return np.asarray(values, dtype=np.int64), col.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _ints(table, name: str, default=None) -> np.ndarray:
+    """A column every row needs (default None) or may leave empty (default fills in)."""
+    got = _column(table, name)
+    if got is None:
+        if default is None:
+            raise InputError(f"{name}: missing column")
+        return np.full(table.num_rows, default, np.int64)
+    values, present = got
+    if default is None and not present.all():
+        raise InputError(f"{name}: empty value at row {int(np.argmin(present))}")
+    return np.where(present, values, default) if default is not None else values
+
+
+def _kind_ints(table, name: str, kind: str, rows: np.ndarray) -> np.ndarray:
+    """Column `name` at `rows` (the rows of `kind`): the column may be absent, or empty,
+    when the file has no row of that kind (a scales-only fleet has no volume column)."""
+    if rows.size == 0:
+        return np.empty(0, np.int64)
+    got = _column(table, name)
+    if got is None:
+        raise InputError(f"{name}: missing column in the readings file ({kind} rows need it, "
+                         f"first at row {int(rows[0])})")
+    values, present = got
+    if not present[rows].all():
+        row = int(rows[np.argmin(present[rows])])
+        raise InputError(f"{name}: empty value at row {row} (a {kind} row needs one)")
+    return values[rows]
 
 
 def registry(path: Path | str) -> tuple[list[Instrument], np.ndarray, np.ndarray, np.ndarray]:
@@ -122,12 +148,13 @@ def readings(path: Path | str, ids: list[str]) -> dict[str, Grouped]:
         raise InputError(f"kind: {kinds[row]!r} is not check, zero or dispense (row {row})")
     times = _ints(t, "t")
     out = {}
+    raw = _ints(t, "raw", default=np.iinfo(np.int64).min)  # optional even where present
     for kind, needed in KIND_COLUMNS.items():
-        mask = kinds == kind
-        cols = {name: _ints(t, name, mask) for name in needed}
+        rows = np.flatnonzero(kinds == kind)
+        cols = {name: _kind_ints(t, name, kind, rows) for name in needed}
         if kind != "dispense":
-            cols["raw"] = _ints(t, "raw", mask, default=np.iinfo(np.int64).min)
-        out[kind] = group(inst[mask], times[mask], cols, len(ids))
+            cols["raw"] = raw[rows]
+        out[kind] = group(inst[rows], times[rows], cols, len(ids))
     return out
 
 

@@ -4,8 +4,8 @@ Invariant: readings arrive as columns (no Python object per reading or per instr
 grouped by instrument in CSR form — instrument i owns rows offsets[i]:offsets[i+1], in
 time order — and the kernel is a left fold of each instrument's rows into its state row
 (state.py), one reading at a time by fold.py. Instruments are independent, so they run in
-parallel (prange), two interleaved per thread (see _group); batch and incremental analysis
-are the same call: `state = scan(spec, batch, state)` any number of
+parallel (prange) in tiles of 32 whose fold is vectorised across instruments (tiles.py);
+batch and incremental analysis are the same call: `state = scan(spec, batch, state)` any number of
 times gives the state of one call over all batches joined. `scan` is the public wrapper:
 it validates every input, naming the bad column or parameter, and never changes the state
 it is given unless asked to (in_place=True).
@@ -19,10 +19,10 @@ from fractions import Fraction
 import numpy as np
 from numba import njit, prange
 
-from metrotrace.server.metrology import columns, cusum, ewma, fold, normalise
+from metrotrace.server.metrology import columns, cusum, ewma, fold, tiles
 from metrotrace.server.metrology import state as S
 from metrotrace.server.metrology.errors import InputError
-from metrotrace.server.metrology.mpe import Instrument, Profiles, compile_profiles, mpe_q
+from metrotrace.server.metrology.mpe import Instrument, Profiles, compile_profiles
 from metrotrace.server.metrology.tables import Table
 
 OUT_OF_ORDER = 1  # bad[i] holds the row; the reason is always time going backwards
@@ -94,107 +94,44 @@ class Checks:
     raw: np.ndarray | None = None
 
 
-LANES = 2  # instruments one thread advances together (interleaved recurrences)
-
-
-@njit(cache=True)
-def _prefix(s, j, end, t, indication, reference, raw, has_raw, since, p, pa, par, buf,
-            quantum):
-    """Readings before `since` (skipped) and of the baseline (sigma still NaN), one by one:
-    -> (state, first row for fold.charted, row going back in time or -1)."""
-    while j < end:
-        tj = t[j]
-        if tj < since:
-            j += 1
-            continue
-        if tj < s[S.LAST_T]:
-            return s, j, j
-        if not np.isnan(s[S.SIGMA]):
-            break
-        rawj = raw[j] if has_raw else normalise.RAW_NONE
-        q = mpe_q(p, reference[j], pa[0], pa[1], pa[2], pa[3], pa[4], pa[5])
-        s = fold.baseline(s, tj, indication[j], reference[j], rawj, q, par, buf, quantum)
-        j += 1
-    return s, j, np.int64(-1)
-
-
-@njit(cache=True, inline="always")
-def _charted(s, j, bad, t, indication, reference, raw, has_raw, p, pa, inv_sigma, par):
-    tj = t[j]
-    bad = j if bad < 0 and tj < s[S.LAST_T] else bad
-    rawj = raw[j] if has_raw else normalise.RAW_NONE
-    q = mpe_q(p, reference[j], pa[0], pa[1], pa[2], pa[3], pa[4], pa[5])
-    return fold.charted(s, tj, indication[j], reference[j], rawj, q, inv_sigma, par), bad
-
-
-@njit(cache=True)
-def _rest(s, j, end, bad, t, indication, reference, raw, has_raw, p, pa, par):
-    """The charted readings of one instrument from row j, one at a time."""
-    inv_sigma = 1.0 / s[S.SIGMA]
-    for jj in range(j, end if bad < 0 else j):
-        s, bad = _charted(s, jj, bad, t, indication, reference, raw, has_raw, p, pa,
-                          inv_sigma, par)
-    return s, bad
-
-
 @njit(parallel=True, cache=True)
-def _scan(offsets, t, indication, reference, raw, has_raw, since, quantum, prof, pa, par,
-          values, base, bad):
-    for g in prange((offsets.shape[0] - 1 + LANES - 1) // LANES):
-        _group(g * LANES, offsets, t, indication, reference, raw, has_raw, since, quantum,
-               prof, pa, par, values, base, bad)
-
-
-@njit(cache=True)
-def _group(i0, offsets, t, indication, reference, raw, has_raw, since, quantum, prof, pa, par,
-           values, base, bad):
-    """Instruments i0 .. i0 + LANES - 1 (fewer at the end of the fleet)."""
+def _scan(order, offsets, t, indication, reference, raw, has_raw, since, quantum, prof, pa,
+          par, values, base, bad):
+    """Full tiles of tiles.TILE instruments (taken in `order`) in parallel, then the last
+    instruments of `order` one at a time -> readings folded on the vector path."""
     n_inst = offsets.shape[0] - 1
-    if i0 + LANES > n_inst:  # the fleet's last instrument: alone
-        for i in range(i0, n_inst):
-            s, j, b = _prefix(fold.load(values[i]), offsets[i], offsets[i + 1], t, indication,
+    full = n_inst // tiles.TILE
+    tiled = np.zeros(full, np.int64)
+    for g in prange(full):
+        tiled[g] = tiles.tile(order, g * tiles.TILE, offsets, t, indication, reference, raw,
+                              has_raw, since, quantum, prof, pa, par, values, base, bad)
+    for k in prange(full * tiles.TILE, n_inst):
+        i = order[k]
+        s, j, b = fold.prefix(fold.load(values[i]), offsets[i], offsets[i + 1], t, indication,
                               reference, raw, has_raw, since[i], prof[i], pa, par, base[i],
                               quantum[i])
-            s, bad[i] = _rest(s, j, offsets[i + 1], b, t, indication, reference, raw, has_raw,
+        s, bad[i] = fold.rest(s, j, offsets[i + 1], b, t, indication, reference, raw, has_raw,
                               prof[i], pa, par)
-            fold.store(values[i], s)
-        return
-    # Two instruments' recurrences advance side by side: each reading's CUSUM, EWMA
-    # and trend sums wait on the previous reading of the same instrument only, so the
-    # core overlaps two independent chains (measured: 1.35 x one at a time; four
-    # lanes spill the 30-value states out of the registers and lose). Each lane runs
-    # exactly the one-instrument fold (fold.charted), so results do not depend on
-    # which instruments share a group.
-    i1, i2 = i0 + 1, i0 + 2
-    s0, j0, b0 = _prefix(fold.load(values[i0]), offsets[i0], offsets[i1], t, indication,
-                         reference, raw, has_raw, since[i0], prof[i0], pa, par, base[i0],
-                         quantum[i0])
-    s1, j1, b1 = _prefix(fold.load(values[i1]), offsets[i1], offsets[i2], t, indication,
-                         reference, raw, has_raw, since[i1], prof[i1], pa, par, base[i1],
-                         quantum[i1])
-    together = 0
-    if b0 < 0 and b1 < 0:
-        together = min(offsets[i1] - j0, offsets[i2] - j1)
-    v0, v1 = 1.0 / s0[S.SIGMA], 1.0 / s1[S.SIGMA]
-    p0, p1 = prof[i0], prof[i1]
-    for m in range(together):
-        s0, b0 = _charted(s0, j0 + m, b0, t, indication, reference, raw, has_raw, p0, pa,
-                          v0, par)
-        s1, b1 = _charted(s1, j1 + m, b1, t, indication, reference, raw, has_raw, p1, pa,
-                          v1, par)
-    s0, bad[i0] = _rest(s0, j0 + together, offsets[i1], b0, t, indication, reference, raw,
-                        has_raw, p0, pa, par)
-    s1, bad[i1] = _rest(s1, j1 + together, offsets[i2], b1, t, indication, reference, raw,
-                        has_raw, p1, pa, par)
-    fold.store(values[i0], s0)
-    fold.store(values[i1], s1)
+        fold.store(values[i], s)
+    return tiled.sum()
+
+
+def _order(offsets: np.ndarray) -> np.ndarray:
+    """Instruments by falling reading count, so a tile's lanes have similar counts (its
+    lanes run together as long as the shortest) and the one-at-a-time rest is small."""
+    counts = np.diff(offsets)
+    if counts.size == 0 or np.all(counts == counts[0]):
+        return np.arange(counts.size, dtype=np.int64)
+    return np.argsort(-counts, kind="stable").astype(np.int64)
 
 
 def scan(spec: FleetSpec, checks: Checks, state: S.DriftState,
-         params: Params | None = None, *, in_place: bool = False) -> S.DriftState:
+         params: Params | None = None, *, in_place: bool = False,
+         stats: dict | None = None) -> S.DriftState:
     """Fold `checks` into a copy of `state` and return it. in_place=True folds into `state`
     itself (no copy: for fleets whose state is large; after an InputError raised by the
-    kernel, such a state is then undefined)."""
+    kernel, such a state is then undefined). `stats`, if given, receives "readings" and
+    "tiled" (of them, those folded on the vector path, tiles.py)."""
     params = params or Params()
     n_inst = state.instruments
     known = ~np.isnan(state.values[:, S.SIGMA])
@@ -223,8 +160,10 @@ def scan(spec: FleetSpec, checks: Checks, state: S.DriftState,
     out = state if in_place else state.copy()
     bad = np.full(n_inst, -1, dtype=np.int64)
     pa = (pr.start, pr.upper, pr.fixed_q, pr.coef, pr.at_q, pr.emin_q)
-    _scan(offsets, t, indication, reference, raw, has_raw, spec.since, spec.quantum,
-          pr.index, pa, params.vector_tuple(), out.values, out.base, bad)
+    tiled = _scan(_order(offsets), offsets, t, indication, reference, raw, has_raw, spec.since,
+                  spec.quantum, pr.index, pa, params.vector_tuple(), out.values, out.base, bad)
+    if stats is not None:
+        stats["readings"], stats["tiled"] = n, int(tiled)
     if np.any(bad >= 0):
         i = int(np.argmax(bad >= 0))
         raise InputError(f"t: readings of instrument {i} go back in time at row {bad[i]} "

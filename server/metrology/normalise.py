@@ -34,7 +34,7 @@ MIN_SPREAD_E = 10.0  # loads must span 10 e to calibrate counts against the indi
 INDICATION, CALIBRATED, COUNTS = 0, 1, 2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def high_res(err, load, raw, mode, a, inv_b):
     """The value charted (see the module docstring); NaN: this reading is not charted."""
     if mode == CALIBRATED and raw != RAW_NONE:
@@ -44,7 +44,7 @@ def high_res(err, load, raw, mode, a, inv_b):
     return float(err)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def trend_error(err, x, mode):
     """The error in base units for the trend: x when calibrated, else the indication's."""
     if mode == CALIBRATED:

@@ -23,13 +23,17 @@ PROBE = Instrument("probe", "oiml-r76", "I", "mg", 1)
 
 def fleet(instruments: int, per: int, shift_sigma: float = 0.0, shift_at: int = 0,
           seed: int = 0, sigma: float = SIGMA_UNITS, load: int = 10_000,
-          raw_gain: float | None = None) -> kernels.Checks:
+          raw_gain: float | None = None, slope_sigma: float = 0.0,
+          period_ms: int = 1) -> kernels.Checks:
     """`instruments` x `per` checks at one load, N(0, sigma) errors, +shift_sigma x sigma
-    from reading `shift_at` on; t = reading index (ms). raw counts if raw_gain is given."""
+    from reading `shift_at` on, plus a linear drift of slope_sigma x sigma per reading from
+    there; t = reading index x period_ms (ms). raw counts if raw_gain is given."""
     rng = np.random.default_rng(seed)
     true = rng.standard_normal((instruments, per)) * sigma
     true[:, shift_at:] += shift_sigma * sigma
-    t = np.broadcast_to(np.arange(per, dtype=np.int64), (instruments, per)).ravel()
+    if slope_sigma:
+        true[:, shift_at:] += slope_sigma * sigma * np.arange(per - shift_at)
+    t = np.broadcast_to(np.arange(per, dtype=np.int64) * period_ms, (instruments, per)).ravel()
     reference = np.full(instruments * per, load, dtype=np.int64)
     indication = (reference + np.round(true.ravel())).astype(np.int64)
     raw = None

@@ -12,7 +12,7 @@ from numba import njit
 from metrotrace.server.metrology.mpe import SCALE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def flags(err, mpe_q, warn_num, warn_den):
     """(covered, out, warning, 1 / MPE as a float) of an integer error against MPE =
     mpe_q / SCALE; mpe_q <= 0: the load is not covered. Out counts as a warning too. The

@@ -19,7 +19,7 @@ from metrotrace.server.metrology import state as S
 DAY_MS = 86_400_000.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step(w, wt, wr, wtt, wtr, wrr, w2, td, r, gamma):
     """Add one point (td days, r) after ageing the sums by gamma."""
     return (gamma * w + 1.0, gamma * wt + td, gamma * wr + r, gamma * wtt + td * td,

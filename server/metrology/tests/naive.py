@@ -154,3 +154,38 @@ class Dispenser:
             self.anomalies.append(t)
             if len(self.anomalies) == self.repeat:
                 self.alarm_t = float(t)
+
+
+def predict(points, gamma, z=1.96, min_t=3.0):
+    """Twin of trend.predict for one instrument, from its trend points (t ms, r) rather than
+    the kernel's running sums: weighted least squares by np.polyfit with the forgetting
+    weights gamma**age, the residual variance per unit weight inflated by n_eff / (n_eff - 2)
+    (n_eff = (sum w)^2 / sum w^2), and the delta-method interval of t* = (sign(b) - a) / b
+    from the full covariance of (b, a). -> (slope per day, crossing, lo, hi) in ms; NaN where
+    no crossing is predicted. Also returns the t statistic |b| / se(b) (NaN: no fit)."""
+    none = (NAN, NAN, NAN, NAN, NAN)
+    if len(points) < 2:
+        return none
+    t0 = points[0][0]
+    td = np.array([(t - t0) / 86_400_000.0 for t, _ in points])
+    r = np.array([r for _, r in points])
+    if np.all(td == td[0]):
+        return none
+    w = gamma ** np.arange(len(points) - 1, -1, -1, dtype=np.float64)
+    n_eff = w.sum() ** 2 / (w * w).sum()
+    (b, a), cov = np.polyfit(td, r, 1, w=np.sqrt(w), cov="unscaled")
+    if n_eff < 5:
+        return b, NAN, NAN, NAN, NAN
+    resid = r - (a + b * td)
+    s2 = (w * resid * resid).sum() / w.sum() * n_eff / (n_eff - 2.0)
+    cov = s2 * cov
+    t_stat = abs(b) / math.sqrt(cov[0, 0]) if cov[0, 0] > 0 else math.inf
+    if b == 0 or not t_stat > min_t:  # b == 0: a flat line (exactly) crosses nothing
+        return b, NAN, NAN, NAN, t_stat
+    target = math.copysign(1.0, b)
+    t_star = (target - a) / b
+    grad = np.array([-(target - a) / b**2, -1.0 / b])  # d t* / d(b, a)
+    sd = math.sqrt(grad @ cov @ grad)
+    day = 86_400_000.0
+    crossing = t0 + t_star * day
+    return b, crossing, crossing - z * sd * day, crossing + z * sd * day, t_stat

@@ -110,3 +110,79 @@ def test_unknown_instrument_is_named(files):
     write_csv(files / "bad.csv", HEAD, [("nobody", T0, "check", 1, 1, "", "", "", "")])
     with pytest.raises(InputError, match=r"^instrument: 'nobody' is not in the registry"):
         analysis.analyze(files / "registry.csv", files / "bad.csv", NOW)
+
+
+# A fleet of one kind has no values, or no columns at all, for the other kinds' fields:
+# the reader needs a kind's columns only where a row of that kind is present.
+SCALES = ["ok-scale", "drifting-scale", "broken-scale", "overdue-scale"]
+SCALE_HEAD = HEAD[:6]  # instrument, t, kind, indication, reference, raw
+PUMP_HEAD = HEAD[:3] + HEAD[6:]  # instrument, t, kind, volume, pulses, kfactor
+
+
+def write_both(tmp_path, name, head, rows):
+    """rows (strings "" for empty) -> name.csv and name.parquet with those columns only."""
+    write_csv(tmp_path / f"{name}.csv", head, rows)
+    cols = list(zip(*rows, strict=True))
+    pq.write_table(pa.table({h: pa.array([None if v == "" else v for v in c],
+                                         type=pa.string() if h in ("instrument", "kind")
+                                         else pa.int64())
+                             for h, c in zip(head, cols, strict=True)}),
+                   tmp_path / f"{name}.parquet")
+    return [tmp_path / f"{name}.csv", tmp_path / f"{name}.parquet"]
+
+
+def only(kinds, head):
+    keep = [HEAD.index(h) for h in head]
+    return [tuple(r[i] for i in keep) for r in readings() if r[2] in kinds]
+
+
+@pytest.mark.parametrize("head", [SCALE_HEAD, HEAD], ids=["no-pump-columns", "empty-pump-columns"])
+def test_a_scales_only_fleet_analyses_from_csv_and_parquet(files, head, capsys):
+    mixed = states(analysis.analyze(files / "registry.csv", files / "readings.csv", NOW))
+    for path in write_both(files, "scales", head, only(("check", "zero"), head)):
+        got = states(analysis.analyze(files / "registry.csv", path, NOW))
+        assert got == {**{k: mixed[k] for k in SCALES}, "pump": "ok"}, path.name
+        assert main(["drift", "analyze", str(files / "registry.csv"), str(path), "--now",
+                     str(NOW), "--json", "--no-progress"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert {r["instrument"]: r["state"] for r in doc["report"]} == {
+            k: v for k, v in got.items() if v != "ok"}
+
+
+@pytest.mark.parametrize("head", [PUMP_HEAD, HEAD], ids=["no-scale-columns", "empty-scale-columns"])
+def test_a_pumps_only_fleet_analyses_from_csv_and_parquet(files, head):
+    for path in write_both(files, "pumps", head, only(("dispense",), head)):
+        report = {r["instrument"]: r for r in analysis.analyze(files / "registry.csv", path, NOW)}
+        assert report["pump"]["state"] == "drifting", path.name
+        assert report["pump"]["pulse_anomalies"] == 10
+        # the scales have no readings: nothing against them but the overdue date
+        assert {k: report[k]["state"] for k in SCALES} == {
+            "ok-scale": "ok", "drifting-scale": "ok", "broken-scale": "ok",
+            "overdue-scale": "overdue_verification"}
+        assert report["ok-scale"]["checks"] == 0
+
+
+@pytest.mark.parametrize("blank, message", [
+    (("check", "reference"), r"^reference: empty value at row \d+ \(a check row needs one\)"),
+    (("zero", "indication"), r"^indication: empty value at row \d+ \(a zero row needs one\)"),
+    (("dispense", "pulses"), r"^pulses: empty value at row \d+ \(a dispense row needs one\)"),
+])
+def test_a_missing_value_is_named_with_its_row(files, blank, message):
+    rows = [list(r) for r in readings()]
+    kind, column = blank
+    row = next(i for i, r in enumerate(rows) if r[2] == kind)
+    rows[row][HEAD.index(column)] = ""
+    for path in write_both(files, "gap", HEAD, rows):
+        with pytest.raises(InputError, match=message) as info:
+            analysis.analyze(files / "registry.csv", path, NOW)
+        assert f"row {row} " in str(info.value)
+
+
+def test_a_missing_column_is_named_with_the_first_row_that_needs_it(files):
+    rows = only(("check", "zero", "dispense"), SCALE_HEAD)  # dispense rows, no pump columns
+    first = next(i for i, r in enumerate(rows) if r[2] == "dispense")
+    for path in write_both(files, "nocol", SCALE_HEAD, rows):
+        with pytest.raises(InputError, match=rf"^volume: missing column in the readings "
+                                             rf"file \(dispense rows need it, first at row "
+                                             rf"{first}\)"):
+            analysis.analyze(files / "registry.csv", path, NOW)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metrotrace.server.metrology import InputError, kernels, tables
+from metrotrace.server.metrology import InputError, kernels, tables, tiles
 from metrotrace.server.metrology import state as S
 from metrotrace.server.metrology.mpe import Instrument
 from metrotrace.server.metrology.normalise import RAW_NONE
@@ -120,13 +123,40 @@ def test_any_split_into_batches_gives_the_same_state(fleet, cuts):
     spec = kernels.FleetSpec.build(instruments, TABLES)
     whole = kernels.scan(spec, to_checks(rows), S.new(len(counts), PARAMS.baseline), PARAMS)
     state = S.new(len(counts), PARAMS.baseline)
+    for batch in split(rows, counts, cuts):
+        state = kernels.scan(spec, batch, state, PARAMS)
+    np.testing.assert_array_equal(state.values, whole.values)  # NaN == NaN here
+
+
+def split(rows, counts, cuts):
+    """Per-instrument row bounds of the batches that `cuts` (fractions) make."""
     bounds = [[0] * len(counts)]
     for c in sorted(cuts):
         bounds.append([max(b, int(c * n)) for b, n in zip(bounds[-1], counts, strict=True)])
     bounds.append(counts)
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
-        state = kernels.scan(spec, to_checks(rows, lo, hi), state, PARAMS)
-    np.testing.assert_array_equal(state.values, whole.values)  # NaN == NaN here
+    return [to_checks(rows, lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+
+
+@settings(max_examples=6)
+@given(st.integers(0, 2**32 - 1), st.integers(tiles.TILE, 2 * tiles.TILE + 10), st.booleans(),
+       st.lists(st.floats(0, 1), min_size=1, max_size=3))
+def test_tiles_equal_the_naive_twin_and_any_batch_split(seed, n, with_raw, cuts):
+    """Fleets of one or two full tiles (the vector path, tiles.py) and a partial one: the
+    lanes give the twin's results, and a batch split, which moves readings between the
+    vector path and the one-at-a-time path, changes no bit of the state."""
+    counts = np.random.default_rng(seed).integers(PARAMS.baseline + 1, 30, n).tolist()
+    instruments, rows = make_fleet(seed, counts, with_raw)
+    spec = kernels.FleetSpec.build(instruments, TABLES)
+    stats: dict = {}
+    whole = kernels.scan(spec, to_checks(rows), S.new(n, PARAMS.baseline), PARAMS,
+                         stats=stats)
+    assert stats["tiled"] >= tiles.TILE  # the lanes ran
+    for values, twin in zip(whole.values, run_naive(instruments, rows, PARAMS), strict=True):
+        assert_matches_twin(values, twin)
+    state = S.new(n, PARAMS.baseline)
+    for batch in split(rows, counts, cuts):
+        state = kernels.scan(spec, batch, state, PARAMS)
+    np.testing.assert_array_equal(state.values, whole.values)
 
 
 def test_known_sigma_skips_the_baseline_and_since_drops_old_readings():
@@ -173,19 +203,60 @@ def test_params_name_the_bad_parameter():
         EwmaParams(lam=1.5)
     with pytest.raises(InputError, match=r"^baseline: "):
         kernels.Params(baseline=1)
+    for name, bad in (("warn", Fraction(1)), ("trend_window", 1.0), ("confirm_within", 0)):
+        with pytest.raises(InputError, match=rf"^{name}: "):
+            kernels.Params(**{name: bad})
 
 
-def test_kernel_tests_pass_as_pure_python_for_coverage():
-    """NUMBA_DISABLE_JIT=1 runs the kernels as Python, so coverage sees every line."""
+def test_wrapper_names_a_bad_spec_or_state():
+    instruments, rows = make_fleet(5, [6, 6], False)
+    spec = kernels.FleetSpec.build(instruments, TABLES)
+    checks, state = to_checks(rows), S.new(2, 5)
+    pr = spec.profiles
+    falling = dataclasses.replace(pr, upper=pr.upper[::-1].copy())
+    for bad, message in (
+            (dataclasses.replace(spec, quantum=spec.quantum[:1]), r"^quantum: expected one"),
+            (dataclasses.replace(spec, quantum=spec.quantum * 0), r"^quantum: e must be"),
+            (dataclasses.replace(spec, profiles=falling), r"^profiles.upper: band bounds")):
+        with pytest.raises(InputError, match=message):
+            kernels.scan(bad, checks, state, PARAMS)
+    with pytest.raises(InputError, match=r"^sigma: a known sigma must be positive"):
+        kernels.scan(spec, checks, S.new(2, 5, mu0=[0.0, 0.0], sigma=[1.0, -1.0]), PARAMS)
+    with pytest.raises(InputError, match=r"^baseline: state was made for 7 readings"):
+        kernels.scan(spec, checks, S.new(2, 7), PARAMS)
+
+
+# The kernels' modules, and the line coverage their tests must reach when the kernels run
+# as plain Python (docs/metrology.md, "Tests").
+COVERED = ("kernels", "tiles", "fold", "cusum", "ewma", "trend", "pulses")
+MIN_LINE_COVERAGE = 90.0
+
+
+@pytest.mark.slow
+def test_kernel_tests_pass_as_pure_python_with_line_coverage(tmp_path):
+    """NUMBA_DISABLE_JIT=1 runs the kernels as Python, so coverage sees every line: the
+    kernel, tile, trend and pulse tests rerun so, under coverage, and each module of
+    COVERED must reach MIN_LINE_COVERAGE."""
     here = Path(__file__)
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    package = Path(kernels.__file__).parent
+    include = ",".join(str(package / f"{name}.py") for name in COVERED)
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", COVERAGE_FILE=str(tmp_path / "coverage"))
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(here),
-         str(here.with_name("test_pulses.py")), "-k", "not pure_python",
+        [sys.executable, "-m", "coverage", "run", f"--include={include}", "-m", "pytest",
+         "-q", "-p", "no:cacheprovider", str(here), str(here.with_name("test_pulses.py")),
+         str(here.with_name("test_trend.py")), "-k", "not pure_python",
          "--hypothesis-profile", "metrology-quick"],
-        env=env, cwd=here.parents[3], capture_output=True, text=True, timeout=300)
+        env=env, cwd=here.parents[3], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
+    report = tmp_path / "coverage.json"
+    subprocess.run([sys.executable, "-m", "coverage", "json", "-q", "-o", str(report)],
+                   env=env, check=True, timeout=60)
+    files = json.loads(report.read_text())["files"]
+    got = {Path(name).stem: f["summary"]["percent_covered"] for name, f in files.items()}
+    assert set(got) == set(COVERED), got
+    low = {name: round(pct, 1) for name, pct in got.items() if pct < MIN_LINE_COVERAGE}
+    assert not low, f"line coverage below {MIN_LINE_COVERAGE} % without the JIT: {low}"
 
 
 def test_in_place_folds_into_the_given_state_and_equals_the_copying_call():
