@@ -1,6 +1,8 @@
 """Records per second through the gateway: UART bytes -> decode -> verify -> store
-(SQLite WAL, synchronous=FULL, one commit per chunk) -> seal (COSE_Sign1, Ed25519) ->
-publish (QoS 1, bounded window) -> PUBACK -> delete, to a Mosquitto of its own.
+(SQLite WAL, one commit per chunk, fsynced: the node's ack depends on it) -> seal
+(COSE_Sign1, Ed25519) -> publish (QoS 1, bounded window) -> PUBACK -> delete, to a
+Mosquitto of its own. The same calls per chunk as `gateway run` makes
+(FastDecoder.feed_chunk, Intake.receive, Uplink.step).
 
 Baselines measured in the same run, same broker, same process pinning:
 - raw_publish: paho publishing the same sealed envelope bytes (same batch size),
@@ -86,7 +88,7 @@ def run_gateway(work: Path, port: int, keys, frames: list[bytes], batch: int, wi
     started = time.perf_counter()
     cpu_started = time.process_time()
     for i in range(0, len(stream), chunk_bytes):
-        intake.receive(decoder.feed(stream[i:i + chunk_bytes]))
+        intake.receive(decoder.feed_chunk(stream[i:i + chunk_bytes]))
         uplink.step()
     while counters.snapshot()["forwarded"] < total:
         uplink.step()
@@ -133,24 +135,24 @@ def stage_rates(keys, frames: list[bytes], batch: int, work: Path) -> dict:
     frame.Decoder().feed(stream)
     firmware_decode = len(frames) / (time.perf_counter() - t)
     t = time.perf_counter()
-    items = []
+    chunks = []
     fast = FastDecoder()
     for i in range(0, len(stream), 65536):
-        items += fast.feed(stream[i:i + 65536])
-    decode = len(items) / (time.perf_counter() - t)
+        chunks.append(fast.feed_chunk(stream[i:i + 65536]))
+    decode = len(frames) / (time.perf_counter() - t)
     outbox = Outbox(work / "stages.sqlite", 10_000_000, "full")
     intake = Intake(Verifier(keys, seen=outbox), outbox, Counters(), now_ms, lambda a: None)
     t = time.perf_counter()
-    for i in range(0, len(items), 650):
-        intake.receive(items[i:i + 650])
-    store = len(items) / (time.perf_counter() - t)
+    for chunk in chunks:
+        intake.receive(chunk)
+    store = len(frames) / (time.perf_counter() - t)
     ring = KeyRing.create(work / "stage-keys", now_ms())
     batcher = Batcher("bench", TOPIC, ring, batch, 0, 3_600_000)
-    rows = outbox.take_pending(len(items))
+    run = outbox.take_pending(len(frames))
     t = time.perf_counter()
-    for i in range(0, len(rows), batch):
-        batcher.seal(rows[i:i + batch], i + 1, now_ms())
-    seal = len(rows) / (time.perf_counter() - t)
+    for i in range(0, len(run), batch):
+        batcher.seal(run[i:i + batch], i + 1, now_ms())
+    seal = len(run) / (time.perf_counter() - t)
     outbox.close()
     return {"decode": round(decode), "decode_firmware": round(firmware_decode),
             "verify_store": round(store), "seal": round(seal)}

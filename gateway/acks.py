@@ -43,5 +43,18 @@ class AckTracker:
         self.marks[node] = mark
         return mark
 
+    def stored_run(self, node: bytes, seqs: list[int], prevs: list[int]) -> int:
+        """`stored` for each record of a run, in order; return the mark. A run that
+        continues the chain from the mark (each prev the seq before it) and leaves no
+        hole behind moves the mark to its last seq at once."""
+        mark = self.marks.get(node)
+        if (mark is not None and not self._waiting.get(node) and prevs[0] <= mark < seqs[0]
+                and prevs[1:] == seqs[:-1]):
+            self.marks[node] = seqs[-1]
+            return seqs[-1]
+        for seq, prev in zip(seqs, prevs, strict=True):
+            mark = self.stored(node, seq, prev)
+        return mark
+
     def mark(self, node: bytes) -> int:
         return self.marks.get(node, 0)

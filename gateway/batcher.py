@@ -23,14 +23,16 @@ from metrotrace.firmware.metro.wire import record as wire_record
 
 from .envelope import Batch, seal
 from .keys import KeyRing
-from .outbox import PendingRecord
+from .pending import Pending
+
+_TRUSTED = frozenset((wire_record.TQ_NTP, wire_record.TQ_GATEWAY))
 
 
 @dataclass(frozen=True)
 class Sealed:
     seq: int
     envelope: bytes
-    records: list[PendingRecord]
+    records: Pending
     backfill: bool
 
 
@@ -50,23 +52,25 @@ class Batcher:
         return pending > 0 and oldest_received is not None and (
             now - oldest_received >= self.window_ms)
 
-    def is_backfill(self, rec: PendingRecord, now: int) -> bool:
-        if now - rec.received > self.backfill_after_ms:
-            return True
-        trusted_clock = rec.tq in (wire_record.TQ_NTP, wire_record.TQ_GATEWAY)
-        return trusted_clock and now - rec.t > self.backfill_after_ms
+    def backfill(self, run: Pending, now: int) -> list[bool]:
+        """Per record: does it travel as backfill (module docstring)?"""
+        cutoff = now - self.backfill_after_ms
+        if min(run.received) >= cutoff and min(run.t) >= cutoff:
+            return [False] * len(run)  # all live: the usual case, without a step each
+        return [received < cutoff or (tq in _TRUSTED and t < cutoff)
+                for received, t, tq in zip(run.received, run.t, run.tq, strict=True)]
 
-    def seal(self, records: list[PendingRecord], seq: int, now: int) -> Sealed:
+    def seal(self, records: Pending, seq: int, now: int) -> Sealed:
         """Seal the leading run of `records` that share one class (live or backfill)."""
         if not records:
             raise ValueError("records: nothing to seal")
-        backfill = self.is_backfill(records[0], now)
-        run = []
-        for rec in records[: self.max_records]:
-            if self.is_backfill(rec, now) != backfill:
-                break
-            run.append(rec)
-        batch = Batch(self.gateway, seq, now, tuple((r.record, r.tag) for r in run), backfill)
+        head = records[: self.max_records]
+        flags = self.backfill(head, now)
+        backfill = flags[0]
+        n = flags.index(not backfill) if (not backfill) in flags else len(flags)
+        run = head[:n]
+        batch = Batch(self.gateway, seq, now, tuple(zip(run.records, run.tags, strict=True)),
+                      backfill)
         key = self.keyring.signing(now).key
         return Sealed(seq, seal(batch, key, self.topic), run, backfill)
 

@@ -79,7 +79,7 @@ def _sig_structure(protected: bytes, aad: bytes, payload: bytes) -> bytes:
 def encode_batch(batch: Batch) -> bytes:
     return cbor2.dumps({
         0: VERSION, 1: batch.gateway, 2: batch.seq, 3: batch.created,
-        4: [[rec, tag] for rec, tag in batch.records], 5: batch.backfill,
+        4: list(batch.records), 5: batch.backfill,  # (record, tag) pairs: CBOR arrays
     })
 
 

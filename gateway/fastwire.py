@@ -1,193 +1,84 @@
-"""A fast path for decoding node frames and records, identical in effect to the
-firmware's `metro.wire.frame.Decoder` (the single source of the wire format).
+"""A fast path for decoding node frames, identical in effect to the firmware's
+`metro.wire.frame.Decoder` (the single source of the wire format).
 
 The firmware decoder is pure Python so that it runs on a board; on the gateway it
-costs ~50 µs a record. This one does the same work in C where it can and defers to the
-firmware for everything it is not sure of:
+costs ~50 µs a record. This one does the same work a chunk at a time, in C where it
+can, and defers to the firmware for everything it is not sure of:
 
-- frames: split on 0x00 with bytes methods, COBS by the `cobs` C extension, CRC by
-  zlib. A frame is taken only if `cobs.encode(body)` gives back the exact bytes received
-  (the firmware's own COBS decodes that canonical form to the same body; a hypothesis
-  test pins the two encoders together) and CRC, length and type are good.
-- records: one `cbor2` (C) decode for all records of a chunk, then a check that each
-  record is in the firmware's accepted form: one `cbor2.dumps` of the decoded maps must
-  give back the concatenated bytes, each item spanning exactly its record (so every
-  record is the deterministic encoding of what was decoded: shortest heads, definite
-  lengths, keys in order, no tags), and the shape check below, which holds each record
-  to what `record.validate` demands (kind, known keys, required fields, types, ranges,
-  version, node length, seq, prev, tq, unit). Records with a nested map (event detail)
-  or a null are not taken here.
+- frames: split on 0x00 with bytes methods; when every frame of the chunk is an
+  in-size record frame (the usual case), COBS, CRC and type are checked for all of them
+  with a few C calls: `cobs.decode` (C) of each, `cobs.encode` of each body must give
+  back the exact bytes received (the firmware's own COBS decodes that canonical form to
+  the same body; a hypothesis test pins the two encoders together), every body's
+  CRC-32 over body and CRC together must be the CRC-32 residue 0x2144DF1C (which holds
+  exactly when the last four bytes are the little-endian CRC of the rest), and every
+  type byte must be 'R'. Otherwise frame by frame, as the firmware does.
+- records: gateway/fastrecord.py, all records of the chunk at once.
 
-Whatever the fast path does not take, it hands, frame by frame, to a firmware Decoder:
+Whatever the fast path does not take it hands, frame by frame, to a firmware Decoder:
 so rejects carry the firmware's own reason and detail, and what the fast path takes
-equals what the firmware would have produced (tests/test_fastwire.py, hypothesis,
-any byte stream and any chunking).
+equals what the firmware would have produced.
+
+`feed` gives what frame.Decoder.feed gives (frames with named fields, rejects);
+`feed_chunk` gives the same decisions as a Chunk (record columns for Intake, the
+rest as items), without building a Frame per record.
 
 Invariant: FastDecoder().feed over any chunking returns the same frames (type,
 payload, fields) and the same rejects (reason, detail), in the same order, with the
-same counts, as frame.Decoder().feed.
+same counts, as frame.Decoder().feed; feed_chunk's records, tags and fields are those
+frames' (gateway/tests/test_fastwire.py, hypothesis, any byte stream and chunking).
 """
 
 from __future__ import annotations
 
-import io
 import zlib
-from operator import itemgetter
+from itertools import repeat
+from operator import getitem
 
-import cbor2
 from cobs import cobs as c_cobs
 
 from metrotrace.firmware.metro.wire import frame as wire_frame
-from metrotrace.firmware.metro.wire import record as wire_record
 from metrotrace.firmware.metro.wire.tag import TAG_LEN
+
+from .fastrecord import decode_raws, named, raw_of
 
 _MAX_ENCODED = wire_frame.MAX_FRAME + wire_frame.MAX_FRAME // 254 + 2  # as frame.py
 _TYPES = frozenset(wire_frame.TYPES)
 _OVERSIZE_DETAIL = f"frame longer than {wire_frame.MAX_FRAME} bytes"  # as frame.py
-_NAMES = {kind: {key: (name, typ, required)
-                 for key, name, typ, required in wire_record.HEADER + body}
-          for kind, body in wire_record.BODY.items()}
-_TQ = (wire_record.TQ_UNSET, wire_record.TQ_NTP, wire_record.TQ_GATEWAY)
-_LIMITS = {wire_record.UINT: (0, wire_record.MAX_U64),
-           wire_record.INT: (wire_record.MIN_I64, wire_record.MAX_I64)}
-_TYPE_OF = {wire_record.INT: int, wire_record.UINT: int, wire_record.TEXT: str,
-            wire_record.BYTES: bytes}
+_RESIDUE = 0x2144DF1C  # CRC-32 of any message followed by its own CRC, little-endian
+_MIN_RECORD_BODY = 1 + TAG_LEN + 1 + 4  # type, a record byte at least, tag, CRC
+_RECORD_AT, _TAG_AT = slice(1, -TAG_LEN - 4), slice(-TAG_LEN - 4, -4)
 
 
-def _getter(indices: list[int]):
-    """A function values -> tuple of values at indices (itemgetter, always a tuple)."""
-    if not indices:
-        return lambda values: ()
-    if len(indices) == 1:
-        i = indices[0]
-        return lambda values: (values[i],)
-    return itemgetter(*indices)
+class Chunk:
+    """One feed, as Intake takes it: the record frames the decoders accepted, as
+    columns in stream order (record bytes, tag, wire-keyed fields), and every other
+    item (rejects, A/T frames) in order."""
 
+    __slots__ = ("records", "tags", "raws", "others")
 
-class _Shape:
-    """What must still be checked of records with one key/type signature."""
+    def __init__(self, records: list[bytes], tags: list[bytes], raws: list[dict],
+                 others: list) -> None:
+        self.records, self.tags, self.raws, self.others = records, tags, raws, others
 
-    def __init__(self, names: tuple[str, ...], groups: dict[int, list[int]],
-                 sized: list[int], unit: int | None) -> None:
-        self.names = names
-        self.uints = _getter(groups[wire_record.UINT])
-        self.ints = _getter(groups[wire_record.INT])
-        self.sized = _getter(sized)
-        self.unit = unit
+    def __len__(self) -> int:
+        return len(self.records)
 
-
-def _shape(kind: int, keys: tuple, value_types: tuple) -> _Shape | None:
-    """The shape of records with these keys and value types, or None: not for us."""
-    schema = _NAMES.get(kind)
-    if schema is None or any(type(k) is not int for k in keys):
-        return None
-    if list(keys) != sorted(set(keys)) or keys[:2] != (0, 1):  # canonical order
-        return None
-    names, groups, sized, unit = [], {wire_record.UINT: [], wire_record.INT: []}, [], None
-    for i, (key, vtype) in enumerate(zip(keys, value_types, strict=True)):
-        entry = schema.get(key)
-        if entry is None:
-            return None
-        name, typ, _ = entry
-        if _TYPE_OF.get(typ) is not vtype:  # also refuses maps and nulls: the slow path
-            return None
-        if typ in groups:
-            groups[typ].append(i)
-        else:
-            sized.append(i)
-        if name == "unit":
-            unit = i
-        names.append(name)
-    if any(required and key not in keys for key, (_, _, required) in schema.items()):
-        return None
-    return _Shape(tuple(names), groups, sized, unit)
-
-
-_shapes: dict[tuple, _Shape | None] = {}
-
-
-def _fields(raw) -> dict | None:
-    """The named fields of a decoded record if it passes record.validate, else None."""
-    if type(raw) is not dict or len(raw) < 2:
-        return None
-    keys = tuple(raw)
-    # Only keys 0 and 1 could be False/True posing as ints in a tuple comparison; every
-    # record has both, first (the shape checks order), so these two types settle it.
-    if type(keys[0]) is not int or type(keys[1]) is not int:
-        return None
-    values = tuple(raw.values())
-    kind = values[1]
-    if type(kind) is not int:
-        return None
-    signature = (kind, keys, tuple(map(type, values)))
-    try:
-        shape = _shapes[signature]
-    except KeyError:
-        shape = _shapes[signature] = _shape(kind, keys, signature[2])
-    if shape is None:
-        return None
-    uints, ints, sized = shape.uints(values), shape.ints(values), shape.sized(values)
-    if uints and (min(uints) < 0 or max(uints) > wire_record.MAX_U64):
-        return None
-    if ints and (min(ints) < wire_record.MIN_I64 or max(ints) > wire_record.MAX_I64):
-        return None
-    if sized and max(map(len, sized)) > wire_record.MAX_TEXT:
-        return None
-    fields = dict(zip(shape.names, values, strict=True))
-    if (fields["v"] != wire_record.VERSION or not 1 <= len(fields["node"]) <= 16
-            or fields["seq"] == 0 or fields["prev"] >= fields["seq"]
-            or fields["tq"] not in _TQ
-            or (shape.unit is not None and values[shape.unit] not in wire_record.UNITS)):
-        return None
-    return fields
-
-
-def decode_records(records: list[bytes]) -> list[dict | None]:
-    """For each record's bytes, its fields when the fast path can vouch for them, else
-    None (then ask `record.decode`, which gives the firmware's answer)."""
-    out: list[dict | None] = [None] * len(records)
-    if not records:
-        return out
-    stream = io.BytesIO(b"".join(records))
-    decoder = cbor2.CBORDecoder(stream)
-    taken: list[int] = []
-    raws: list = []
-    end = 0
-    for i, rec in enumerate(records):
-        end += len(rec)
-        try:
-            raw = decoder.decode()
-        except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError,
-                RecursionError, MemoryError):
-            raw = None
-            stream.seek(0)  # a decoder that failed starts afresh (no state carried over)
-        if stream.tell() != end:  # the item ran short of, or into, the next record
-            stream.seek(end)
-            decoder = cbor2.CBORDecoder(stream)
-            continue
-        fields = _fields(raw)
-        if fields is not None:
-            out[i] = fields
-            taken.append(i)
-            raws.append(raw)
-    if taken and not _canonical(raws, [records[i] for i in taken]):
-        # Some record is not in deterministic form: find which, one by one (rare).
-        for i, raw in zip(taken, raws, strict=True):
-            if not _canonical([raw], [records[i]]):
-                out[i] = None
-    return out
-
-
-def _canonical(raws: list, records: list[bytes]) -> bool:
-    # cbor2.dumps writes shortest heads, definite lengths and dict order (checked sorted
-    # in _shape); the decode above found each item spanning exactly its record, so
-    # equal concatenations mean every record equals its deterministic encoding.
-    try:
-        encoded = cbor2.dumps(raws)
-    except (cbor2.CBOREncodeError, ValueError, TypeError, OverflowError):
-        return False
-    head = len(encoded) - sum(map(len, records))
-    return head > 0 and encoded[head:] == b"".join(records)
+    @classmethod
+    def of(cls, items) -> Chunk:
+        """From frame.Decoder-style items (record frames carry named fields)."""
+        records, tags, raws, others = [], [], [], []
+        for item in items:
+            if isinstance(item, wire_frame.Frame) and item.type == wire_frame.RECORD:
+                if item.fields is None:
+                    raise ValueError("record frames must carry decoded fields")
+                record, tag = item.split_tag()
+                records.append(record)
+                tags.append(tag)
+                raws.append(raw_of(item.fields))
+            else:
+                others.append(item)
+        return cls(records, tags, raws, others)
 
 
 class FastDecoder:
@@ -199,6 +90,22 @@ class FastDecoder:
         self._dropping = False
         self._slow = wire_frame.Decoder()  # the firmware decides what we do not take
 
+    def feed(self, data: bytes) -> list:
+        out, records, tags, raws, where = self._decode(data)
+        for i, record, tag, raw in zip(where, records, tags, raws, strict=True):
+            if out[i] is None:
+                item = out[i] = wire_frame.Frame(wire_frame.RECORD, record + tag)
+                item.fields = named(raw)
+        return out
+
+    def feed_chunk(self, data: bytes) -> Chunk:
+        out, records, tags, raws, where = self._decode(data)
+        if len(records) == len(out):
+            return Chunk(records, tags, raws, [])
+        taken = set(where)
+        return Chunk(records, tags, raws, [x for i, x in enumerate(out) if i not in taken])
+
+    # -- frames ------------------------------------------------------------------------
     def _reject(self, out: list, reason: str, detail: str = "") -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
         out.append(wire_frame.Reject(reason, detail))
@@ -209,10 +116,11 @@ class FastDecoder:
             self.counts[item.reason] = self.counts.get(item.reason, 0) + 1
         return item
 
-    def feed(self, data: bytes) -> list:
+    def _split(self, data: bytes) -> tuple[list, list[tuple[int, bytes]]]:
+        """Frames as the firmware delimits them: (items so far, [(slot, encoded)])."""
         parts = bytes(data).split(b"\x00")
         out: list = []
-        encoded_frames: list[tuple[int, bytes]] = []  # (index in out, encoded bytes)
+        encoded_frames: list[tuple[int, bytes]] = []
         last = len(parts) - 1
         for n, part in enumerate(parts):
             if n == last:  # no delimiter after it (yet): keep it for the next feed
@@ -221,8 +129,7 @@ class FastDecoder:
                     if len(self._buf) > _MAX_ENCODED:
                         self._buf = b""
                         self._dropping = True
-                        self._reject(out, wire_frame.OVERSIZE,
-                                     _OVERSIZE_DETAIL)
+                        self._reject(out, wire_frame.OVERSIZE, _OVERSIZE_DETAIL)
                 break
             if self._dropping:
                 self._dropping = False
@@ -230,16 +137,46 @@ class FastDecoder:
             encoded = self._buf + part if self._buf else part
             self._buf = b""
             if len(encoded) > _MAX_ENCODED:
-                self._reject(out, wire_frame.OVERSIZE,
-                             _OVERSIZE_DETAIL)
+                self._reject(out, wire_frame.OVERSIZE, _OVERSIZE_DETAIL)
             elif encoded:
                 encoded_frames.append((len(out), encoded))
                 out.append(None)
-        self._frames(encoded_frames, out)
-        return out
+        return out, encoded_frames
 
-    def _frames(self, encoded_frames: list[tuple[int, bytes]], out: list) -> None:
-        records: list[tuple[int, bytes, wire_frame.Frame]] = []
+    def _split_fast(self, data: bytes) -> list[bytes] | None:
+        """All frames of `data` when none of them (nor the tail kept) is oversize and no
+        frame is being dropped: the usual case, without a step per frame. Else None."""
+        if self._dropping:
+            return None
+        parts = bytes(data).split(b"\x00")
+        if len(parts) < 2:
+            return None
+        tail = parts.pop()
+        parts[0] = self._buf + parts[0]
+        encoded = list(filter(None, parts))  # empty: two delimiters in a row
+        if len(tail) > _MAX_ENCODED or (encoded and max(map(len, encoded)) > _MAX_ENCODED):
+            return None
+        self._buf = tail
+        return encoded
+
+    def _decode(self, data: bytes):
+        """(items with None where a fast record goes, records, tags, raws, their slots)"""
+        encoded = self._split_fast(data)
+        if encoded is not None:
+            bodies = _record_bodies(encoded)
+            if bodies is not None:
+                out = [None] * len(encoded)
+                return self._records(out, list(enumerate(encoded)), bodies)
+            encoded_frames = list(enumerate(encoded))
+            out = [None] * len(encoded)
+        else:
+            out, encoded_frames = self._split(data)
+        return self._frames(out, encoded_frames)
+
+    def _frames(self, out: list, encoded_frames: list[tuple[int, bytes]]):
+        """Frame by frame: record frames the fast checks pass go on to _records."""
+        frames: list[tuple[int, bytes]] = []
+        bodies: list[bytes] = []
         for index, encoded in encoded_frames:
             try:
                 body = c_cobs.decode(encoded)
@@ -249,23 +186,47 @@ class FastDecoder:
                     or zlib.crc32(body[:-4]) != int.from_bytes(body[-4:], "little")
                     or body[0] not in _TYPES):
                 out[index] = self._defer(encoded)
-                continue
-            item = wire_frame.Frame(body[0], body[1:-4])
-            out[index] = item
-            if item.type == wire_frame.RECORD:
-                if len(item.payload) <= TAG_LEN:
-                    out[index] = self._defer(encoded)
-                else:
-                    records.append((index, encoded, item))
-        decoded = decode_records([item.payload[:-TAG_LEN] for _, _, item in records])
-        for (index, encoded, item), fields in zip(records, decoded, strict=True):
-            if fields is None:
+            elif body[0] != wire_frame.RECORD:
+                out[index] = wire_frame.Frame(body[0], body[1:-4])
+            elif len(body) < _MIN_RECORD_BODY:
                 out[index] = self._defer(encoded)
             else:
-                item.fields = fields
+                frames.append((index, encoded))
+                bodies.append(body)
+        return self._records(out, frames, bodies)
+
+    def _records(self, out: list, frames: list[tuple[int, bytes]], bodies: list[bytes]):
+        records = list(map(getitem, bodies, repeat(_RECORD_AT)))
+        tags = list(map(getitem, bodies, repeat(_TAG_AT)))
+        raws = decode_raws(records)
+        if None not in raws:
+            return out, records, tags, raws, [index for index, _ in frames]
+        # Some the fast path would not vouch for: the firmware decides those.
+        taken: tuple[list, list, list, list] = ([], [], [], [])
+        for (index, encoded), record, tag, raw in zip(frames, records, tags, raws,
+                                                      strict=True):
+            if raw is None:
+                item = out[index] = self._defer(encoded)
+                if isinstance(item, wire_frame.Reject):
+                    continue
+                raw = raw_of(item.fields)
+                out[index] = None
+            for column, value in zip(taken, (record, tag, raw, index), strict=True):
+                column.append(value)
+        return (out, *taken)
 
 
-def record_fields(rec: bytes) -> dict:
-    """One record's fields, as record.decode gives them (raises its ValueError)."""
-    (fields,) = decode_records([rec])
-    return fields if fields is not None else wire_record.decode(rec)
+def _record_bodies(encoded: list[bytes]) -> list[bytes] | None:
+    """The bodies of these frames when every one is a good record frame, else None."""
+    if not encoded:
+        return None
+    try:
+        bodies = list(map(c_cobs.decode, encoded))
+    except c_cobs.DecodeError:
+        return None
+    if (min(map(len, bodies)) < _MIN_RECORD_BODY
+            or list(map(c_cobs.encode, bodies)) != encoded
+            or list(map(zlib.crc32, bodies)).count(_RESIDUE) != len(bodies)
+            or bytes(map(getitem, bodies, repeat(0))).count(wire_frame.RECORD) != len(bodies)):
+        return None
+    return bodies

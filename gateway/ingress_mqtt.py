@@ -26,7 +26,7 @@ from metrotrace.firmware.metro.wire import frame as wire_frame
 from metrotrace.firmware.metro.wire.tag import TAG_LEN
 
 from .counters import log_event
-from .fastwire import record_fields
+from .fastrecord import record_fields
 from .intake import Intake
 from .uplink import Security
 

@@ -1,7 +1,7 @@
 """Boards on serial ports: bytes in, records stored, acknowledgement frames out.
 
 One thread per port. Bytes go to a fresh decoder (fastwire.FastDecoder, the firmware's
-frame.Decoder in effect, at C speed), the frames to Intake (verify,
+frame.Decoder in effect, at C speed), its chunk of record columns to Intake (verify,
 store, commit), and the acknowledgement frames go back on the same port only after
 the commit. Whatever the port delivered at once is one chunk and one commit, so a
 gateway that falls behind commits larger groups instead of more often.
@@ -44,7 +44,7 @@ class SerialIngress:
             waiting = ser.in_waiting
             if waiting:
                 data += ser.read(waiting)
-            acks = self.intake.receive(decoder.feed(data))
+            acks = self.intake.receive(decoder.feed_chunk(data))
             out = []
             for a in acks:
                 if a.time is not None:  # set the node's clock before it stamps more records

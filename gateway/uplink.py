@@ -20,8 +20,14 @@ queues what it hears (PUBACKs, server status, connection loss) for that thread.
 - Alerts are written to the outbox first and published QoS 1 from there; each is
   deleted on its PUBACK, so an alert raised while the broker is away, or just before
   a kill -9, is published when the gateway is back.
+- A publish the broker refuses (a PUBACK with a failure reason: an ACL's "Not
+  authorized", a quota) is counted (`rejected`: `alert_refused`, `broker_refused`),
+  logged with the reason, kept, and tried again only after a back-off (1 s doubling
+  to 60 s, reset by the next success); meanwhile no more alerts, or no more batches,
+  are published. Trying again at once would only be refused again, in a busy loop.
 - PUBACKs heard in one turn are applied in one transaction, and as many batches as
-  the window has room for are sealed in one: one fsync each, not one per batch.
+  the window has room for are sealed in one: one commit each, not one per batch
+  (not fsynced: nothing is acknowledged on them; gateway/outbox.py).
 - TLS (server CA, optional client certificate) and username/password per gateway.toml.
 
 Invariant: a batch leaves the outbox only on a successful PUBACK for a publish of it.
@@ -96,6 +102,9 @@ class Uplink:
         self._alert_mids: dict[int, int] = {}  # paho mid -> alert id, this connection
         self._refused = False  # the broker answered CONNECT with a failure
         self._acked: list[int] = []  # batch seqs PUBACKed, to delete with the next commit
+        # After a refused publish: no alerts (batches) before this time.monotonic().
+        self._alerts_held = self._batches_held = 0.0
+        self._alert_backoff, self._batch_backoff = Backoff(1.0, 60.0), Backoff(1.0, 60.0)
 
     # -- paho's thread: note and wake -----------------------------------------------
     def _on_connect(self, client, gen, flags, reason, properties) -> None:
@@ -114,7 +123,7 @@ class Uplink:
         self.wake.set()
 
     def _on_publish(self, client, gen, mid, reason, properties) -> None:
-        self._events.put(("puback", gen, (mid, reason.is_failure)))
+        self._events.put(("puback", gen, (mid, reason.is_failure, str(reason))))
         self.wake.set()
 
     def _on_message(self, client, gen, message) -> None:
@@ -186,21 +195,38 @@ class Uplink:
             if kind == "lost":
                 lost = value
                 continue
-            mid, failed = value
+            mid, failed, why = value
             alert_id = self._alert_mids.pop(mid, None)
             if alert_id is not None:
-                if not failed:
+                if failed:
+                    self._alerts_held = self._hold(self._alerts_held, self._alert_backoff)
+                    self.counters.reject("alert_refused")
+                    log_event("alert_refused", alert=alert_id, reason=why,
+                              retry_in_s=round(self._alerts_held - time.monotonic(), 1))
+                else:
                     self.outbox.delete_alert(alert_id)
+                    self._alert_backoff.reset()
                 continue
             if failed:
-                self.window.refused(mid)
+                batch = self.window.refused(mid)
+                self._batches_held = self._hold(self._batches_held, self._batch_backoff)
                 self.counters.reject("broker_refused")
+                log_event("batch_refused", batch=batch, reason=why,
+                          retry_in_s=round(self._batches_held - time.monotonic(), 1))
                 continue
             batch = self.window.acked(mid)
             if batch is not None:
                 acked.append(batch[0])
+                self._batch_backoff.reset()
         self._acked += acked
         return lost
+
+    @staticmethod
+    def _hold(held: float, backoff: Backoff) -> float:
+        """Until when to hold off after a refusal: the next back-off step, or, for more
+        refusals of what was already in flight, the hold already running."""
+        now = time.monotonic()
+        return held if held > now else now + backoff.delay()
 
     def _forget_acked(self) -> None:
         """Delete the batches whose PUBACK came (inside the caller's transaction, if any)."""
@@ -216,22 +242,24 @@ class Uplink:
             if not self.batcher.due(self.outbox.pending_count, self.outbox.oldest_pending(),
                                     now):
                 return False
-        with self.outbox.lock, self.outbox.transaction():
-            self._forget_acked()  # the same commit: one fsync for both
-            rows = self.outbox.take_pending(self.batcher.max_records * room)
+        with self.outbox.lock, self.outbox.transaction(acked=False):
+            self._forget_acked()  # the same commit for both
+            run = self.outbox.take_pending(self.batcher.max_records * room)
             seq = self.outbox.next_batch_seq()
-            while rows and len(sealed) < room:
-                if len(rows) < self.batcher.max_records and sealed:
+            while run and len(sealed) < room:
+                if len(run) < self.batcher.max_records and sealed:
                     break  # a partial batch waits for its own window
-                batch = self.batcher.seal(rows, seq + len(sealed), now)
+                batch = self.batcher.seal(run, seq + len(sealed), now)
                 self.outbox.sealed(batch.seq, batch.envelope, batch.records, batch.backfill)
                 sealed.append(batch.seq)
-                rows = rows[len(batch.records):]
+                run = run[len(batch.records):]
         self._sealed_here.update(sealed)
         return bool(sealed)
 
     def _publish_some(self, now: int) -> None:
         client = self._client
+        if time.monotonic() < self._batches_held:
+            return  # the broker refused one: wait out the back-off
         while client is not None and self.window.room() > 0 and self.server_online:
             retry = self.window.take_retry()
             if retry is not None:
@@ -272,7 +300,7 @@ class Uplink:
 
     def _publish_alerts(self) -> None:
         client = self._client
-        if client is None:
+        if client is None or time.monotonic() < self._alerts_held:
             return
         sent = set(self._alert_mids.values())
         for alert_id, body in self.outbox.alerts():

@@ -35,11 +35,14 @@ class Window:
         """PUBACK for mid: (batch seq, records), or None for a message not ours."""
         return self.inflight.pop(mid, None)
 
-    def refused(self, mid: int) -> None:
-        """The broker answered with a failure code: publish that batch again later."""
+    def refused(self, mid: int) -> int | None:
+        """The broker answered with a failure code: publish that batch again later.
+        Returns its seq (None for a message not ours)."""
         entry = self.inflight.pop(mid, None)
-        if entry is not None:
-            self._retry.append(entry[0])
+        if entry is None:
+            return None
+        self._retry.append(entry[0])
+        return entry[0]
 
     def take_retry(self) -> int | None:
         return self._retry.pop(0) if self._retry else None

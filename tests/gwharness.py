@@ -53,19 +53,33 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.02):
 
 
 class Mosquitto:
-    """A broker of our own on a free port, persistence on, no queue limits."""
+    """A broker of our own on a free port, persistence on, no queue limits; with `acl`
+    (mosquitto acl_file lines), what anonymous clients may read and write."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, acl: str | None = None) -> None:
         self.dir = directory
         self.port = free_port()
         self.conf = directory / "mosquitto.conf"
+        self.acl = directory / "acl"
         (directory / "db").mkdir(exist_ok=True)
+        acl_line = ""
+        if acl is not None:
+            self.acl.write_text(acl)
+            # As root, mosquitto drops to user `mosquitto`, who cannot read a private
+            # test directory: keep the broker as the test's user.
+            acl_line = ("user root\n" if os.geteuid() == 0 else "") + f"acl_file {self.acl}\n"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{acl_line}"
             f"persistence true\npersistence_location {directory / 'db'}/\n"
             "autosave_interval 1\nmax_queued_messages 0\nmax_queued_bytes 0\n"
             f"log_dest file {directory / 'mosquitto.log'}\n")
         self.proc: subprocess.Popen | None = None
+
+    def set_acl(self, acl: str) -> None:
+        """Rewrite the ACL and have the running broker read it again (SIGHUP)."""
+        self.acl.write_text(acl)
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGHUP)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)],
@@ -110,6 +124,7 @@ class Receiver:
         self.bad_tags = 0
         self.envelopes = 0
         self.backfill_batches = 0
+        self.backfill: dict[tuple[bytes, int], bool] = {}  # the flag each record came with
         self.status: dict[str, dict] = {}
         self.alerts: list[dict] = []
         self.errors: list[str] = []
@@ -130,7 +145,8 @@ class Receiver:
 
     def _on_message(self, c, u, message) -> None:
         if message.topic.endswith("/status"):
-            self.status[message.topic] = json.loads(message.payload)
+            self.status[message.topic] = {**json.loads(message.payload),
+                                          "retained": bool(message.retain)}
             return
         if "/alerts/" in message.topic:
             self.alerts.append(json.loads(message.payload))
@@ -152,6 +168,7 @@ class Receiver:
                     self.bad_tags += 1
                     continue
                 digest = hashlib.sha256(rec).digest()
+                self.backfill.setdefault((node, seq), opened.batch.backfill)
                 known = self.records.setdefault((node, seq), digest)
                 if known is not digest:
                     if known == digest:

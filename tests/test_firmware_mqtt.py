@@ -30,6 +30,7 @@ import pytest
 
 from metrotrace.firmware.metro.core.outbox import Outbox as NodeOutbox
 from metrotrace.firmware.metro.net import sntp
+from metrotrace.gateway import seen
 from metrotrace.gateway.counters import Counters
 from metrotrace.gateway.ingress_mqtt import WifiIngress
 from metrotrace.gateway.intake import Intake
@@ -175,7 +176,7 @@ def build(tmp_path_factory) -> Path:
 
 def stored_seqs(db: Path) -> list[int]:
     with sqlite3.connect(db) as con:
-        return [s for (s,) in con.execute("SELECT seq FROM seen WHERE node = ?", (NODE,))]
+        return seen.seqs(con, NODE)  # the gateway keeps them in blocks (gateway/seen.py)
 
 
 def test_records_reach_the_gateway_once_across_a_broker_restart(build, tmp_path):

@@ -36,7 +36,7 @@ def wait_delivered(node, receiver, count, outbox, node_timeout) -> None:
 def outbox_depth(path) -> tuple[int, int]:
     db = sqlite3.connect(path)
     try:
-        return (db.execute("SELECT count(*) FROM pending").fetchone()[0],
+        return (db.execute("SELECT count(*) FROM inbox").fetchone()[0],
                 db.execute("SELECT count(*) FROM batches").fetchone()[0])
     finally:
         db.close()

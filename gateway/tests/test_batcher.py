@@ -3,15 +3,21 @@
 from metrotrace.gateway.batcher import Batcher
 from metrotrace.gateway.envelope import open_envelope
 from metrotrace.gateway.keys import KeyRing
-from metrotrace.gateway.outbox import PendingRecord
+from metrotrace.gateway.pending import Pending
 from metrotrace.gateway.window import Backoff, Window
 
 TOPIC = "metrotrace/v1/gw/g/up"
 NOW = 10_000_000
 
 
+def run(*recs):
+    """A Pending run of (i, received, t, tq)."""
+    return Pending([b"rec%d" % r[0] for r in recs], [bytes([r[0]]) * 32 for r in recs],
+                   [r[2] for r in recs], [r[3] for r in recs], [r[1] for r in recs])
+
+
 def rec(i, received=NOW, t=NOW, tq=1):
-    return PendingRecord(i, b"rec%d" % i, bytes([i]) * 32, received, t, tq)
+    return (i, received, t, tq)
 
 
 def test_due_on_size_or_age(tmp_path):
@@ -25,11 +31,11 @@ def test_live_and_backfill_records_go_in_separate_batches(tmp_path):
     ring = KeyRing.create(tmp_path, 0)
     b = Batcher("g", TOPIC, ring, max_records=10, window_ms=0, backfill_after_ms=60_000)
     old = NOW - 120_000
-    rows = [rec(1, received=old), rec(2, t=old), rec(3), rec(4, t=old, tq=0)]
+    rows = run(rec(1, received=old), rec(2, t=old), rec(3), rec(4, t=old, tq=0))
     first = b.seal(rows, 7, NOW)
-    assert first.backfill and [r.id for r in first.records] == [1, 2]
+    assert first.backfill and first.records.records == [b"rec1", b"rec2"]
     second = b.seal(rows[2:], 8, NOW)  # tq 0: the node's clock was never set; not old
-    assert not second.backfill and [r.id for r in second.records] == [3, 4]
+    assert not second.backfill and second.records.records == [b"rec3", b"rec4"]
     key = ring.signing(NOW).key.public_key()
     opened = open_envelope(first.envelope, TOPIC, lambda kid: key)
     assert opened.batch.seq == 7 and opened.batch.backfill
@@ -42,7 +48,7 @@ def test_window_bounds_what_is_in_flight_and_forgets_it_on_reset():
     w.sent(12, 2, 500)
     assert w.room() == 0 and w.cursor == 2
     assert w.acked(11) == (1, 500) and w.acked(11) is None and w.room() == 1
-    w.refused(12)
+    assert w.refused(12) == 2 and w.refused(12) is None
     assert w.take_retry() == 2 and w.take_retry() is None
     w.reset()
     assert w.room() == 2 and w.cursor == 0

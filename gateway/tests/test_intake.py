@@ -1,6 +1,10 @@
 """Intake: verify, store, commit, then acknowledge; full outbox refuses; first contact."""
 
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metrotrace.firmware.metro.wire import frame, record
 from metrotrace.gateway.counters import Counters
@@ -129,3 +133,70 @@ def test_a_node_without_a_clock_gets_the_gateways_time_with_its_ack(tmp_path):
     # a node with NTP keeps its own time
     assert intake.receive(frames([6], tq=record.TQ_NTP))[0].time is None
     box.close()
+
+
+OTHER = bytes.fromhex("0a0b0c0d0e0f1011")
+
+
+@st.composite
+def chunks(draw):
+    """Chunks as a port or the Wi-Fi ingress could deliver them: runs of new records,
+    resends, a bad tag, other bytes under a used seq, two nodes, a stranger."""
+    out = []
+    for _ in range(draw(st.integers(1, 6))):
+        start = draw(st.integers(1, 40))
+        seqs = list(range(start, start + draw(st.integers(1, 12))))
+        node = draw(st.sampled_from([NODE, NODE, OTHER, b"\x99" * 8]))
+        items = []
+        for seq in seqs:
+            net = draw(st.sampled_from([1000] * 8 + [5]))
+            rec = record.make(record.WEIGHING, node, seq, seq - 1, 1_700_000_000_000 + seq,
+                              record.TQ_NTP, "S1", gross=net, tare=0, net=net, e=5, unit="g",
+                              flags=record.F_STABLE)
+            key = KEY if draw(st.integers(0, 30)) else b"x" * 32
+            items.append(frame.record_frame(rec, key))
+        out.append(b"".join(items))
+    return out
+
+
+@settings(max_examples=60)
+@given(st.lists(chunks(), min_size=1, max_size=4), st.integers(5, 400))
+def test_runs_decide_exactly_what_record_by_record_handling_decides(script, bound):
+    import tempfile
+
+    from metrotrace.gateway.fastwire import Chunk, FastDecoder
+
+    def play(directory, runs):
+        box = Outbox(directory / "o.sqlite", bound)
+        counters, alerts = Counters(), []
+        intake = Intake(Verifier({NODE: KEY, OTHER: KEY}, seen=box), box, counters,
+                        lambda: 7, alerts.append)
+        if not runs:
+            intake._run = lambda *args: False
+        # Both nodes start at their first record, so that later chunks can be runs.
+        acks = [intake.receive(frames([1, 2])), intake.receive(Chunk.of(
+            frame.Decoder().feed(frame.record_frame(record.make(
+                record.ZERO, OTHER, 1, 0, 1, record.TQ_UNSET, None, indication=0, e=5,
+                unit="g"), KEY))))]
+        acks += [intake.receive(FastDecoder().feed_chunk(b"".join(step))) for step in script]
+        state = (acks, counters.snapshot(), alerts, box.depth, intake.acks.marks,
+                 box.take_pending(10_000).records, intake.verifier.counts)
+        box.close()
+        return state
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        assert play(Path(a), True) == play(Path(b), False)
+
+
+def test_after_a_restart_a_replay_is_a_duplicate_and_other_bytes_a_forgery(tmp_path):
+    intake, box, _, _ = make(tmp_path)
+    intake.receive(frames(range(1, 301)))  # digests on disk, in blocks
+    box.close()
+    intake, box, counters, alerts = make(tmp_path)  # restarted: nothing in memory
+    (ack,) = intake.receive(frames([120, 121]))  # the same bytes again: harmless
+    assert ack.seq == 300 and box.depth == 300
+    intake.receive(frames([7], net=5))  # a used seq, other bytes
+    intake.receive(frames([150]) + frames([151], net=9))  # both in one chunk
+    snapshot = counters.snapshot()
+    assert snapshot["duplicate"] == 3 and snapshot["rejected"] == {"forgery": 2}
+    assert [(a.kind, a.seq) for a in alerts] == [("forgery", 7), ("forgery", 151)]
+    assert box.depth == 300  # neither stored again

@@ -64,11 +64,11 @@ def test_revoking_the_signing_key_replaces_it_and_announces_the_revocation(tmp_p
 def test_a_batch_sealed_by_a_revoked_key_is_sealed_again_by_the_new_one(tmp_path):
     from metrotrace.gateway.batcher import Batcher
     from metrotrace.gateway.envelope import open_envelope
-    from metrotrace.gateway.outbox import PendingRecord
+    from metrotrace.gateway.pending import Pending
 
     ring = KeyRing.create(tmp_path / "keys", 0)
     batcher = Batcher("gw", "metrotrace/v1/gw/gw/up", ring, 10, 0, 10**9)
-    rows = [PendingRecord(1, b"\xa0", b"t" * 32, HOUR, HOUR, 1)]
+    rows = Pending([b"\xa0"], [b"t" * 32], [HOUR], [1], [HOUR])
     sealed = batcher.seal(rows, 7, HOUR).envelope
     assert not batcher.sealed_by_revoked(sealed)
     old = ring.signing(HOUR)
