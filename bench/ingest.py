@@ -9,7 +9,8 @@ are medians of `--repeats` runs; the load average of the machine is printed with
 
 Baselines, measured in the same run: the rate one core could reach if every record carried
 its own Ed25519 signature (verification alone), and one transaction per envelope (group 1).
-Last line: one JSON object.
+Then the CPU time per record of each stage (envelope, decode, tags, store, rest), one worker
+in this process. Last line: one JSON object.
 
     .venv/bin/python bench/ingest.py [--quick] [--per-batch 500] [--group 10] [--repeats 5]
 """
@@ -89,6 +90,50 @@ def run(url: str, site: Site, envelopes: list[bytes], workers: int,
     return wall, max(c for _, _, c in results), sum(n for n, _, _ in results)
 
 
+STAGES = ("envelope", "decode", "tags", "store", "rest")
+
+
+def stages(url: str, site: Site, envelopes: list[bytes], group: int,
+           n: int) -> dict[str, float]:
+    """CPU us per record by stage, one worker in this process: envelope (COSE parse,
+    Ed25519, batch decode), decode (record bytes -> checked rows), tags (node HMACs and
+    the rest of the record loop), store (one transaction per group), rest."""
+    from metrotrace.gateway import envelope as cose
+    from metrotrace.server.ingest import core
+
+    spent = dict.fromkeys(STAGES, 0.0)
+
+    def timed(name, f):
+        def wrapper(*a, **k):
+            t = time.process_time()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[name] += time.process_time() - t
+        return wrapper
+
+    store = open_store(url)
+    for row in site.registry_rows():
+        store.put(row)
+    ingest = Ingest(store)
+    store.store_batches = timed("store", store.store_batches)
+    ingest._check_records = timed("tags", ingest._check_records)
+    saved = cose.open_envelope, core.decode_many
+    cose.open_envelope = timed("envelope", cose.open_envelope)
+    core.decode_many = timed("decode", core.decode_many)
+    try:
+        t = time.process_time()
+        for i in range(0, len(envelopes), group):
+            ingest.handle_many([(site.topic, data, NOW) for data in envelopes[i:i + group]])
+        total = time.process_time() - t
+    finally:
+        cose.open_envelope, core.decode_many = saved
+        store.close()
+    spent["tags"] -= spent["decode"]  # decode runs inside the record loop
+    spent["rest"] = total - sum(spent.values())
+    return {k: v / n * 1e6 for k, v in spent.items()} | {"total": total / n * 1e6}
+
+
 def ed25519_baseline(n: int = 3000) -> float:
     key = Ed25519PrivateKey.generate()
     msg = b"r" * 100
@@ -117,6 +162,9 @@ def measure(kind: str, where: Path, args, site: Site, envelopes: list[bytes], n:
         wall, _, got = run(fresh_store(kind, where, args.pg_db), site, envelopes, 1, 1)
         single.append(n / wall)
         loads.append(os.getloadavg()[0])
+    by_stage = [stages(fresh_store(kind, where, args.pg_db), site, envelopes, args.group, n)
+                for _ in range(min(args.repeats, 3))]
+    stage = {k: round(statistics.median(s[k] for s in by_stage), 2) for k in by_stage[0]}
     rate, rate2, rate_cpu = (statistics.median(x) for x in (one, two, cpu1))
     speedups = sorted(b / a for a, b in zip(one, two, strict=True))
     speedup = statistics.median(speedups)
@@ -126,6 +174,7 @@ def measure(kind: str, where: Path, args, site: Site, envelopes: list[bytes], n:
     results[f"{kind}_two_workers_records_per_s"] = round(rate2)
     results[f"{kind}_two_worker_speedup"] = round(speedup, 2)
     results[f"{kind}_load_avg"] = [round(x, 2) for x in loads]
+    results[f"{kind}_cpu_us_per_record"] = stage
     print(f"{kind:8s} 1 worker {rate:9,.0f} records/s (median of {len(one)}: "
           f"{', '.join(f'{x:,.0f}' for x in one)}); {rate_cpu:,.0f} per CPU second; "
           f"{rate / baseline:.1f}x per-record Ed25519; "
@@ -133,6 +182,8 @@ def measure(kind: str, where: Path, args, site: Site, envelopes: list[bytes], n:
     print(f"{'':8s} 2 workers {rate2:9,.0f} records/s = {speedup:.2f}x one (runs: "
           f"{', '.join(f'{x:.2f}' for x in speedups)}); 1-min load average "
           f"{', '.join(f'{x:.1f}' for x in loads)} on {os.cpu_count()} cores")
+    print(f"{'':8s} CPU us per record, one worker: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in stage.items()))
 
 
 def main() -> None:

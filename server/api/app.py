@@ -22,7 +22,10 @@ def create_app(store_url: str, token: str | None = None,
         yield
         app.state.store.close()
 
-    app = FastAPI(title="metrotrace", version="1", lifespan=lifespan,
+    # No Swagger UI / ReDoc: FastAPI loads them from a CDN, and a site may have no
+    # internet. /openapi.json stays; `metrotrace server api` serves a local page at /docs.
+    app = FastAPI(title="metrotrace", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Trade measurements, instrument status, alerts and the "
                               "evidence behind them. Writes need `Authorization: Bearer`.")
     app.state.store = open_store(store_url)

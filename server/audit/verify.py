@@ -3,7 +3,10 @@ and each node's `prev` chain and each gateway's batch seqs walked for deletions 
 
 Invariant: uses only public gateway keys, node keys and the stored bytes; a problem is a
 dict naming what failed and why, and verification goes on to the end (or, in a damaged
-archive file, to the point where the file can no longer be read).
+archive file, to the point where the file can no longer be read). A key is filed under the
+kid its public key hashes to (SHA-256[:16], the envelope spec), never under the kid
+written beside it; the keys come from trusted files when given (trust.py), else from the
+verified source itself, and the report says which (`trust`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from metrotrace.gateway import envelope as cose
 from ..ingest import RecordError
 from ..ingest.columns import decode
 from ..ingest.core import gateway_of
+from ..registry.keys import REVOCATION_GRACE_MS, kid_of
 from ..store.rows import Store
 from .archive import ArchiveError, read_archive
 from .chain import ChainWalk, batch_gaps, walk_unsorted
+from .trust import SOURCE, Trusted
 
 
 @dataclass
@@ -34,6 +39,9 @@ class Report:
     stored_rows: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)  # do not fail verification
+    # where the keys came from: a trusted file's path, or SOURCE (the verified data itself)
+    trust: dict[str, str] = field(default_factory=lambda: {"gateway_keys": SOURCE,
+                                                           "node_keys": SOURCE})
 
     @property
     def ok(self) -> bool:
@@ -42,7 +50,7 @@ class Report:
     def summary(self) -> dict[str, Any]:
         return {"ok": self.ok, "envelopes": self.envelopes, "records": self.records,
                 "stored_rows": self.stored_rows, "problems": len(self.problems),
-                "warnings": len(self.warnings)}
+                "warnings": len(self.warnings), **self.trust}
 
 
 @dataclass
@@ -74,17 +82,56 @@ def _unverified_links(data: bytes) -> list[tuple[bytes, int, int]]:
     return links
 
 
+def _by_kid(keys: list[dict], report: Report) -> dict[bytes, dict]:
+    """Keys filed under the kid their public key hashes to; a stated kid that differs is a
+    problem (a swapped public key), and the key is never found under the stated kid."""
+    out = {}
+    for k in keys:
+        try:
+            public = bytes.fromhex(k["public_key"])
+            Ed25519PublicKey.from_public_bytes(public)
+        except ValueError:
+            report.problems.append({"reason": "bad_public_key", "kid": k["kid"],
+                                    "gateway": k["gateway"]})
+            continue
+        kid = kid_of(public)
+        if kid.hex() != k["kid"]:
+            report.problems.append({"reason": "kid_mismatch", "kid": k["kid"],
+                                    "gateway": k["gateway"], "public_key_hashes_to": kid.hex()})
+        out[kid] = {**k, "kid": kid.hex()}
+    return out
+
+
 class _Keys:
-    def __init__(self, keys: list[dict], nodes: list[dict]) -> None:
-        self.gateway_keys = {bytes.fromhex(k["kid"]): k for k in keys}
+    def __init__(self, keys: list[dict], nodes: list[dict], trusted: Trusted | None,
+                 report: Report) -> None:
+        trusted = trusted or Trusted()
+        source = _by_kid(keys, report)
+        self.gateway_keys = source
+        if trusted.keys_from:
+            report.trust["gateway_keys"] = trusted.keys_from
+            self.gateway_keys = {
+                kid: k if k["gateway"] else {**k, "gateway": source.get(kid, k)["gateway"]}
+                for kid, k in _by_kid(trusted.keys, report).items()}
+            for kid, k in source.items():
+                if kid not in self.gateway_keys:
+                    report.warnings.append({"reason": "key_not_trusted", "kid": kid.hex(),
+                                            "gateway": k["gateway"]})
         self.publics = {kid: Ed25519PublicKey.from_public_bytes(bytes.fromhex(k["public_key"]))
                         for kid, k in self.gateway_keys.items()}
         self.nodes = {bytes.fromhex(n["id"]): bytes.fromhex(n["key"]) for n in nodes
                       if n.get("key")}
+        if trusted.nodes_from:
+            report.trust["node_keys"] = trusted.nodes_from
+            for node, key in self.nodes.items():
+                if trusted.nodes.get(node, key) != key:
+                    report.warnings.append({"reason": "node_key_differs_from_trusted",
+                                            "node": node.hex()})
+            self.nodes = dict(trusted.nodes)
 
 
-def _check_envelope(keys: _Keys, env_id: int, topic: str, data: bytes, report: Report,
-                    seen: set[bytes] | None, found: _Found) -> None:
+def _check_envelope(keys: _Keys, env_id: int, topic: str, received: int, data: bytes,
+                    report: Report, seen: set[bytes] | None, found: _Found) -> None:
     report.envelopes += 1
     where = {"envelope_id": env_id, "topic": topic}
     try:
@@ -97,10 +144,14 @@ def _check_envelope(keys: _Keys, env_id: int, topic: str, data: bytes, report: R
     key = keys.gateway_keys[opened.kid]
     if batch.gateway != gateway_of(topic) or key["gateway"] != batch.gateway:
         report.problems.append({**where, "reason": "gateway_mismatch"})
-    if batch.created < key["valid_from"] or (key["revoked_at"] is not None
-                                             and batch.created >= key["revoked_at"]):
+    revoked = key["revoked_at"]
+    if batch.created < key["valid_from"] or (revoked is not None and batch.created >= revoked):
         report.problems.append({**where, "reason": "key_not_valid_at_created",
                                 "created": batch.created})
+    elif revoked is not None and received >= revoked + REVOCATION_GRACE_MS:
+        # ingest refuses these (registry/keys.py): a revoked key's backdated signature
+        report.problems.append({**where, "reason": "received_after_revocation",
+                                "received": received, "revoked_at": revoked})
     found.batches.setdefault(batch.gateway, set()).add(batch.seq)
     for data_, tag in batch.records:
         report.records += 1
@@ -126,19 +177,20 @@ def _digest(data: bytes, tag: bytes) -> bytes:
     return hashlib.sha256(data + tag).digest()[:16]
 
 
-def verify_store(store: Store) -> Report:
+def verify_store(store: Store, trusted: Trusted | None = None) -> Report:
     """Envelopes, then every stored record: tag good, bytes inside a verified envelope,
     columns equal to what the bytes say; no gap in a node's chain; every good record of a
     verified envelope stored (unless ingest rejected it as unknown_node)."""
     from .archive import registry_json
 
     reg = registry_json(store.registry())
-    keys = _Keys(reg["keys"], reg["nodes"])
     report = Report()
+    keys = _Keys(reg["keys"], reg["nodes"], trusted, report)
     verified: set[bytes] = set()
     found = _Found()
     for env in store.envelopes():
-        _check_envelope(keys, env.id, env.topic, env.data, report, verified, found)
+        _check_envelope(keys, env.id, env.topic, env.received, env.data, report, verified,
+                        found)
     chain = ChainWalk()
     stored: set[tuple[bytes, int]] = set()
     for row, envelope_id in store.stored_records():  # in (node, seq) order
@@ -173,15 +225,16 @@ def verify_store(store: Store) -> Report:
     return report
 
 
-def verify_archive(path: str | Path) -> Report:
+def verify_archive(path: str | Path, trusted: Trusted | None = None) -> Report:
     report = Report()
     found = _Found()
     with open(path, "rb") as f:
         try:
             header, items = read_archive(f)
-            keys = _Keys(header["registry"]["keys"], header["registry"]["nodes"])
-            for env_id, topic, _received, data in items:
-                _check_envelope(keys, env_id, topic, data, report, None, found)
+            keys = _Keys(header["registry"]["keys"], header["registry"]["nodes"], trusted,
+                         report)
+            for env_id, topic, received, data in items:
+                _check_envelope(keys, env_id, topic, received, data, report, None, found)
         except ArchiveError as e:
             report.problems.append({"reason": "archive_damaged", "detail": str(e)})
     report.problems.extend(walk_unsorted(

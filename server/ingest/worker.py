@@ -5,7 +5,9 @@ store (messages that arrived together are stored in one transaction, then each i
 acknowledged, in order), so a worker that dies or loses its database mid-message leaves it
 with the broker, which delivers it again (the store makes the second delivery harmless). A
 message the core cannot judge because of a bug is rejected as `internal` and acknowledged,
-so it cannot jam the queue; the worker keeps running either way.
+so it cannot jam the queue; the worker keeps running either way. Before judging a group the
+worker follows the registry (registry/watch.py: one counter read at most every 250 ms), so
+a revocation or a new key takes effect in a running worker, not only at its next restart.
 
 Topics (docs/server.md): subscribes `$share/metrotrace/metrotrace/v1/gw/+/up` (QoS 1);
 publishes `metrotrace/v1/server/status` retained {"state": "online"} (heartbeat, so one
@@ -23,12 +25,14 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..registry.watch import CHECK_EVERY_MS, RegistryWatch
 from ..store import open_store
 from ..store.rows import AlertRow, RejectRow
 from .core import SHARED_SUBSCRIPTION, Ingest
@@ -79,9 +83,11 @@ class BrokerConfig:
 class Worker:
     def __init__(self, store_url: str, broker: BrokerConfig, client_id: str,
                  heartbeat_s: float = 10.0, max_group: int = MAX_GROUP,
-                 monitor_every_s: float = 0.0) -> None:
+                 monitor_every_s: float = 0.0,
+                 registry_check_ms: int = CHECK_EVERY_MS, drift_settings=None) -> None:
         self.store_url, self.broker, self.client_id = store_url, broker, client_id
         self.monitor_every_s = monitor_every_s  # 0: this worker never runs the drift monitor
+        self.drift_settings = drift_settings  # metrology.settings.Settings; None: defaults
         self.heartbeat_s = heartbeat_s
         self.max_group = max_group
         self._inbox: queue.Queue = queue.Queue()
@@ -89,7 +95,11 @@ class Worker:
         self.counts: Counter[str] = Counter()
         self._db_errors = _db_errors()
         self._store_failed = threading.Event()
+        # called with the drift monitor's states after each of its passes (the exporter)
+        self.monitor_listeners: list[Callable[[Mapping[str, str]], None]] = []
+        self.registry_check_ms = registry_check_ms
         self.store = open_store(store_url)
+        self._watch = RegistryWatch(self.store, registry_check_ms)  # before the first load
         self.ingest = Ingest(self.store)
         self.client = self._client()
 
@@ -140,6 +150,7 @@ class Worker:
     def _handle_group(self, group: list) -> None:
         received = now_ms()
         try:
+            self._follow_registry(received)
             outcomes = self.ingest.handle_many([(m.topic, m.payload, received)
                                                 for _, m in group])
         except self._db_errors as e:
@@ -156,6 +167,14 @@ class Worker:
             return
         for (client, msg), outcome in zip(group, outcomes, strict=True):
             self._acknowledge(client, msg, outcome)
+
+    def _follow_registry(self, now: int) -> None:
+        """Revocations, rotations and new nodes take effect before the next group is
+        judged (checked at most every registry_check_ms: one read of a counter)."""
+        if self._watch.changed(now):
+            self.ingest.reload(now)
+            self.counts["registry_reloads"] += 1
+            log.info("registry changed (version %d): reloaded", self._watch.version)
 
     def _handle_one(self, client, msg) -> bool:
         try:
@@ -214,10 +233,14 @@ class Worker:
         from .monitoring import MonitorLoop
 
         loop = MonitorLoop(self.store_url, self.monitor_every_s, self._publish_alert, now_ms,
-                           self.counts)
+                           self.counts, self._monitor_states, self.drift_settings)
         thread = threading.Thread(target=loop.run, args=(stop,), name="monitor", daemon=True)
         thread.start()
         return thread
+
+    def _monitor_states(self, states: Mapping[str, str]) -> None:
+        for listener in self.monitor_listeners:
+            listener(states)
 
     def _publish_alert(self, topic: str, payload: str) -> None:
         # self.client at call time: store recovery replaces the client
@@ -233,6 +256,7 @@ class Worker:
                 self.store.close()
                 self.store = open_store(self.store_url)
                 listeners = self.ingest.listeners
+                self._watch = RegistryWatch(self.store, self.registry_check_ms)
                 self.ingest = Ingest(self.store)
                 self.ingest.listeners = listeners
                 break

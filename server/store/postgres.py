@@ -1,7 +1,8 @@
 """PostgreSQL backend (psycopg 3): production, many workers on one database.
 
-Invariant: records go in through COPY into a per-transaction temporary table and one
-INSERT ... ON CONFLICT DO NOTHING, so a batch costs a few round trips, not one per record;
+Invariant: records go in by COPY, straight into the table when none of their keys is
+stored yet, else into a per-transaction temporary table and then one INSERT ... ON
+CONFLICT DO NOTHING, so a batch costs a few round trips, not one per record;
 schema migrations take a transaction-scoped advisory lock so concurrent starts are safe.
 """
 
@@ -15,11 +16,11 @@ from typing import Any
 
 import psycopg
 
-from .rows import RECORD_COLUMNS, RecordRow
+from .rows import STORED_COLUMNS, RecordRow, stored_values
 from .sql import SqlStore
 
 _MIGRATION_LOCK = 0x6D657472  # "metr": advisory lock id for schema changes
-_COLUMNS = ", ".join(RECORD_COLUMNS) + ", envelope_id"
+_COLUMNS = ", ".join(STORED_COLUMNS) + ", envelope_id"
 _KEY = itemgetter(0, 1)  # (node, seq)
 
 
@@ -50,11 +51,23 @@ class PostgresStore(SqlStore):
     def _insert_records(self, cur: Any, records: Sequence[RecordRow], envelope_id: int) -> int:
         # Key order avoids lock-order deadlocks between workers inserting the same keys.
         rows = sorted(records, key=_KEY)
+        # New records, the usual case: COPY straight into the table, under a savepoint. A
+        # key already there (a resend, a forgery, a key twice in this batch) fails the
+        # whole COPY; the batch then goes the way that skips conflicts. Straight in costs
+        # the server about half: no temporary rows, no sort, no speculative insertion.
+        try:
+            with self.conn.transaction(), cur.copy(f"COPY records ({_COLUMNS}) FROM STDIN") \
+                    as copy:
+                for row in rows:
+                    copy.write_row((*stored_values(row), envelope_id))
+            return len(rows)
+        except psycopg.errors.UniqueViolation:
+            pass
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS incoming "
                     "(LIKE records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row((*row, envelope_id))
+                copy.write_row((*stored_values(row), envelope_id))
         # DISTINCT ON keeps the first copy of a key repeated inside one batch; the later
         # copy is then judged (duplicate or forgery) against the stored one.
         cur.execute(f"INSERT INTO records ({_COLUMNS}) "

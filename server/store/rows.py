@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 
@@ -36,6 +37,10 @@ class RecordRow(NamedTuple):
 
 
 RECORD_COLUMNS = RecordRow._fields
+# The columns of the records table (schema version 3): the key, what queries filter on,
+# and the bytes; the store decodes every other field from `record` when it reads a row.
+STORED_COLUMNS = ("node", "seq", "kind", "t", "inst", "record", "tag")
+stored_values = itemgetter(*(RECORD_COLUMNS.index(c) for c in STORED_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,9 @@ class Store(Protocol):
 
     def registry(self) -> dict[str, list]:
         """Every registry row: {"sites": [...], "gateways": [...], "keys": [...], ...}."""
+
+    def registry_version(self) -> int:
+        """A counter every registry write raises (cheap to read; registry/watch.py)."""
 
     def records(self, *, instrument: str | None = None, node: bytes | None = None,
                 kinds: Sequence[int] = (), t0: int | None = None, t1: int | None = None,

@@ -96,6 +96,21 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             verification_due BIGINT,
             status TEXT NOT NULL)""",
     ]),
+    # Bumped in the same transaction as every registry write (SqlStore.put), so running
+    # workers notice a revocation or a new key with one cheap read (registry/watch.py).
+    (2, "registry version counter", [
+        "CREATE TABLE registry_version (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+        "INSERT INTO registry_version (id, version) VALUES (1, 0)",
+    ]),
+    # Records keep their key, the columns queries filter on (kind, t, inst) and their
+    # bytes; every other field is decoded from `record` when read (SqlStore.records), by
+    # the decoder ingest checked it with. Binding 7 values a record instead of 19 halves
+    # the SQLite insert (docs/server.md, Performance); the bytes stay the only truth.
+    (3, "records keep key, kind, t, inst and bytes; other fields decoded on read", [
+        f"ALTER TABLE records DROP COLUMN {column}"
+        for column in ("tq", "prev", "value", "gross", "tare", "reference", "e", "unit",
+                       "raw", "flags", "link", "extra")
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -15,9 +15,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from ..ingest.columns import decode_many
 from . import schema
 from .rows import (
-    RECORD_COLUMNS,
+    STORED_COLUMNS,
     AlertRow,
     BatchResult,
     EnvelopeRow,
@@ -78,6 +79,15 @@ class SqlStore(ABC):
 
     # -- schema --------------------------------------------------------------------------
     def _migrate(self) -> None:
+        """Called last by a backend's constructor: a store that cannot be migrated (or is
+        newer than this code) is closed before the error leaves, leaking nothing."""
+        try:
+            self._apply_migrations()
+        except BaseException:
+            self.close()
+            raise
+
+    def _apply_migrations(self) -> None:
         from . import SchemaError
 
         with self._tx() as cur:
@@ -171,6 +181,13 @@ class SqlStore(ABC):
                f"ON CONFLICT ({pk}) DO UPDATE SET {updates}")
         with self._lock, self._tx() as cur:
             cur.execute(self._q(sql), tuple(getattr(row, c) for c in columns))
+            cur.execute("UPDATE registry_version SET version = version + 1 WHERE id = 1")
+
+    def registry_version(self) -> int:
+        with self._lock:
+            cur = self._cursor()
+            cur.execute("SELECT version FROM registry_version WHERE id = 1")
+            return cur.fetchone()[0]
 
     def registry(self) -> dict[str, list]:
         out: dict[str, list] = {}
@@ -196,13 +213,14 @@ class SqlStore(ABC):
         if kinds:
             where.append(f"kind IN ({', '.join('?' * len(kinds))})")
             args.extend(kinds)
-        sql = (f"SELECT {', '.join(RECORD_COLUMNS)} FROM records"
+        sql = (f"SELECT {', '.join(STORED_COLUMNS)} FROM records"
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY t, node, seq LIMIT ?")
         with self._lock:
             cur = self._cursor()
             cur.execute(self._q(sql), (*args, limit))
-            return [RecordRow(*_plain(r)) for r in cur.fetchall()]
+            fetched = cur.fetchall()
+        return _record_rows(fetched)
 
     def alerts(self, *, site: str | None = None, since: int | None = None,
                limit: int = 1000) -> list[AlertRow]:
@@ -240,7 +258,7 @@ class SqlStore(ABC):
             after_id = rows[-1][0]
 
     def stored_records(self, batch: int = 5000) -> Iterator[tuple[RecordRow, int]]:
-        columns = ", ".join(RECORD_COLUMNS)
+        columns = ", ".join(STORED_COLUMNS)
         first = self._q(f"SELECT {columns}, envelope_id FROM records "
                         "ORDER BY node, seq LIMIT ?")
         after = self._q(f"SELECT {columns}, envelope_id FROM records "
@@ -251,12 +269,11 @@ class SqlStore(ABC):
                 cur = self._cursor()
                 cur.execute(first, (batch,)) if last is None else cur.execute(after,
                                                                               (*last, batch))
-                rows = [_plain(r) for r in cur.fetchall()]
-            for r in rows:
-                yield RecordRow(*r[:-1]), r[-1]
+                rows = cur.fetchall()
+            yield from zip(_record_rows(rows), [r[-1] for r in rows], strict=True)
             if len(rows) < batch:
                 return
-            last = (rows[-1][0], rows[-1][1])
+            last = (bytes(rows[-1][0]), rows[-1][1])
 
     def count(self, table: str) -> int:
         if table not in TABLES:
@@ -265,6 +282,26 @@ class SqlStore(ABC):
             cur = self._cursor()
             cur.execute(f"SELECT COUNT(*) FROM {table}")
             return cur.fetchone()[0]
+
+
+_UNREADABLE = RecordRow(*[None] * len(RecordRow._fields))
+
+
+def _record_rows(fetched: Sequence[Sequence]) -> list[RecordRow]:
+    """RecordRows from rows that start with STORED_COLUMNS: those as stored, every other
+    field decoded from the record's bytes, as ingest decoded them before storing. Bytes
+    changed in the database since may not decode: their other fields are None, and
+    `metrotrace verify` reports the row (its tag no longer matches)."""
+    fetched = [r if r[5].__class__ is bytes else _plain(r) for r in fetched]
+    new = tuple.__new__
+    out = []
+    for r, d in zip(fetched, decode_many([(r[5], r[6]) for r in fetched]), strict=True):
+        if d.__class__ is not RecordRow:
+            d = _UNREADABLE
+        out.append(new(RecordRow, (r[0], r[1], r[2], r[3], d[4], r[4], d[6], d[7], d[8],
+                                   d[9], d[10], d[11], d[12], d[13], d[14], d[15], d[16],
+                                   r[5], r[6])))
+    return out
 
 
 def _plain(row: Sequence) -> tuple:

@@ -12,7 +12,7 @@ from metrotrace.server.api.app import create_app
 from metrotrace.server.api.deps import get_store
 from metrotrace.server.ingest.core import Ingest
 from metrotrace.server.ingest.synth import T0
-from metrotrace.server.store import Store
+from metrotrace.server.store import AlertRow, Store
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -84,3 +84,55 @@ def test_openapi_documents_the_routes(client):
     for path in ("/instruments", "/instruments/{instrument}/readings", "/alerts", "/rejects",
                  "/gateways", "/gateways/{gateway}/keys", "/registry"):
         assert path in paths
+
+
+def test_alerts_are_listed_by_site_and_time(client, loaded, site):
+    site.next_seq = dict.fromkeys(site.node_ids, 1)  # seq 1 again, other bytes: forgery
+    outcome = Ingest(loaded).handle(site.topic, site.seal([site.weighing(0, T0, 77)]),
+                                    T0 + 3000)
+    (forgery,) = outcome.alerts
+    loaded.add_alert(AlertRow(T0 + 5000, "harbour", "out_of_tolerance", {"e": 3},
+                              instrument="SCALE-9"))
+    everything = client.get("/alerts").json()
+    assert [(a["site"], a["kind"]) for a in everything] == [
+        ("market", "forgery"), ("harbour", "out_of_tolerance")]
+    (market,) = client.get("/alerts", params={"site": "market"}).json()
+    assert market["id"] == forgery.id and market["node"] == site.node_ids[0].hex()
+    assert market["detail"]["seq"] == 1 and market["seq"] == 1
+    (late,) = client.get("/alerts", params={"since": T0 + 4000}).json()
+    assert late["instrument"] == "SCALE-9" and late["detail"] == {"e": 3}
+    assert client.get("/alerts", params={"limit": 10**6}).status_code == 422
+
+
+def test_post_registry_loads_entries_whole_or_not_at_all(client):
+    entries = {"site": [{"id": "harbour", "name": "Harbour"}],
+               "instrument": [{"id": "DISP-1", "site": "harbour", "type": "fuel_dispenser",
+                               "accuracy_class": "0.5", "max": 60000, "min": 2000, "e": 10,
+                               "unit": "mL", "verification_due": "2026-06-01"}]}
+    assert client.post("/registry", json=entries).status_code == 401
+    done = client.post("/registry", json=entries, headers=AUTH)
+    assert done.status_code == 200 and done.json() == {"loaded": 2}
+    disp = client.get("/instruments/DISP-1").json()
+    assert (disp["unit"], disp["max"], disp["verification_due"]) == ("mL", 60000,
+                                                                     1780272000000)
+    bad = {"site": [{"id": "pier"}], "instrument": [{**entries["instrument"][0], "id": "X",
+                                                     "max": "lots"}]}
+    refused = client.post("/registry", json=bad, headers=AUTH)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == "instrument[0].max: expected an integer in base units"
+    assert client.get("/instruments/X").status_code == 404  # nothing of it was loaded
+    assert "pier" not in {s.id for s in client.app.state.store.registry()["sites"]}
+
+
+def test_without_a_configured_token_every_write_is_refused(loaded, store_url):
+    with TestClient(create_app(store_url, token=None)) as c:
+        for method, path, body in (
+                ("put", "/instruments/NEW", {"site": "market"}),
+                ("post", "/registry", {"site": [{"id": "x", "name": "x"}]}),
+                ("post", "/gateways/market-1/keys", {"public_key": "00" * 32, "valid_from": 0})):
+            for headers in ({}, {"Authorization": "Bearer anything"}, {"Authorization": ""}):
+                r = c.request(method, path, json=body, headers=headers)
+                assert r.status_code == 403, (path, headers, r.text)
+                assert r.json()["detail"] == "writes are disabled: no API token set"
+        assert c.get("/instruments").status_code == 200  # reads stay open
+    assert "x" not in {s.id for s in loaded.registry()["sites"]}

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from metrotrace.firmware.metro.wire import record
-from metrotrace.server.ingest import RecordError
+from metrotrace.server.ingest import RecordError, columns, templates
 from metrotrace.server.ingest.columns import _fast, _row, decode, decode_many
 from metrotrace.server.ingest.synth import Site
 from metrotrace.server.store.rows import RecordRow
@@ -150,3 +150,92 @@ def test_a_record_boundary_shift_cannot_lend_one_record_the_columns_of_another()
         decode(a + b"\x00", ta)
     with pytest.raises(ValueError, match="trailing bytes"):  # as the firmware says
         record.decode(a + b"\x00")
+
+
+# -- byte templates: a record laid out like a known one is read without a CBOR decoder ---
+
+def _one_by_one(pairs):
+    out = []
+    for d, t in pairs:
+        try:
+            out.append(decode(d, t))
+        except RecordError as e:
+            out.append(str(e))
+    return out
+
+
+def _many(pairs):
+    return [str(x) if isinstance(x, RecordError) else x for x in decode_many(pairs)]
+
+
+def test_records_laid_out_like_a_known_one_skip_the_decoder(monkeypatch):
+    # Templates are learnt per process and bounded: start from none, whatever earlier
+    # tests (fuzzing among them) taught.
+    monkeypatch.setattr(columns, "_templates", {})
+    monkeypatch.setattr(columns, "_walks", {})
+    monkeypatch.setattr(columns, "_templates_kept", 0)
+    site = Site(nodes=2)
+    pairs = [site.weighing(i % 2, 1000 + i, 500 + i) for i in range(60)]
+    pairs += [site.check(1, 2000 + i, 1000 - i, 1000) for i in range(3)]
+    assert _many(pairs) == _one_by_one(pairs)  # teaches their templates
+
+    def no_decoder(_pairs):
+        raise AssertionError("a record took the CBOR decoder")
+
+    monkeypatch.setattr(columns, "_decode_stream", no_decoder)
+    later = [site.weighing(i % 2, 3000 + i, 600 + 7 * i) for i in range(40)]
+    assert decode_many(later) == [decode(d, t) for d, t in later]
+
+
+BYTES_TO_TRY = (0x00, 0x01, 0x17, 0x18, 0x1B, 0x1F, 0x20, 0x37, 0x38, 0x40, 0x41, 0x5F, 0x60,
+                0x61, 0x80, 0xA0, 0xBF, 0xC2, 0xF4, 0xF6, 0xFF)
+
+
+def test_every_byte_changed_in_a_known_layout_reads_as_the_decoder_reads_it():
+    site = Site(nodes=1)
+    _forget_templates()
+    for good in (site.weighing(0, 1000, 500)[0], site.check(0, 1001, -3, 0)[0],
+                 record.make(record.ZERO, b"\x01", 5, 4, 1000, 1, indication=-5, e=5,
+                             unit="g")):
+        decode_many([(good, TAG)])
+        assert columns._templates[len(good)]  # learnt: the changed bytes meet a template
+        pairs = [(good[:i] + bytes([b]) + good[i + 1:], TAG)
+                 for i in range(len(good)) for b in (*BYTES_TO_TRY, good[i] ^ 1)]
+        assert _many(pairs) == _one_by_one(pairs)
+
+
+def _forget_templates():
+    columns._templates.clear()
+    columns._walks.clear()
+    columns._templates_kept = 0
+
+
+@given(records(), st.data())
+def test_a_template_reads_what_the_decoder_reads(rec, data):
+    _forget_templates()  # so that this record's own template is learnt, whatever came before
+    good = record.encode(rec)
+    decode_many([(good, TAG)])  # teaches its template when its shape is a plain one
+    changed = bytearray(good)
+    for _ in range(data.draw(st.integers(1, 4))):
+        changed[data.draw(st.integers(0, len(good) - 1))] = data.draw(st.integers(0, 255))
+    pairs = [(good, TAG), (bytes(changed), TAG)]
+    assert _many(pairs) == _one_by_one(pairs)
+
+
+def test_walk_reads_only_plain_maps():
+    zero = record.make(record.ZERO, b"\x01", 300, 299, 1000, 1, indication=-5, e=5, unit="g")
+    t = templates.walk(zero)
+    assert t is not None and [f.how for f in t.fields][:2] == [templates.CONST] * 2
+    for not_plain in (zero + b"\x00", zero[:-1], b"", b"\xbf\x00\x01\xff",
+                      cbor2.dumps({0: 1, 1: 4, 2: b"\x01", 20: {"a": 1}}),
+                      cbor2.dumps({0: 1, 1: 4, 2: None}), cbor2.dumps({0: 1, 24: 1}),
+                      cbor2.dumps({0: 1.5}), b"\xa2\x00\x01\x00\x01"):  # repeated key
+        assert templates.walk(not_plain) is None, not_plain.hex()
+
+
+def test_a_map_keyed_by_true_leaves_its_shape_on_the_fast_path():
+    data, tag = Site(nodes=1).weighing(0, 1000, 500)
+    raw = cbor2.loads(data)
+    columns._shapes.clear()
+    _fast({(True if k == 1 else k): v for k, v in raw.items()}, data, tag)
+    assert _fast(raw, data, tag) is not None

@@ -74,6 +74,21 @@ def test_unknown_key_and_unknown_node(loaded, site):
     assert outcome.inserted == 2
 
 
+def test_a_key_registered_just_after_an_unknown_one_is_found_at_once(loaded, site):
+    ingest = Ingest(loaded)
+    stranger = Ed25519PrivateKey.generate()
+    refused(loaded, ingest, site.topic, site.seal(weighings(site), key=stranger),
+            "unknown_key")
+    # the registry has not changed: a second unknown key costs a counter read, no reload
+    assert ingest.handle(site.topic, site.seal(weighings(site), key=stranger),
+                         NOW).reason == "unknown_key"
+    public = envelope.raw_public(stranger.public_key())
+    loaded.put(GatewayKeyRow(envelope.key_id(stranger.public_key()), site.gateway, public,
+                             T0, None))
+    outcome = ingest.handle(site.topic, site.seal(weighings(site), key=stranger), NOW + 1)
+    assert outcome.status == STORED, outcome
+
+
 def test_revoked_key_refuses_batches_created_after_revocation_only(loaded, site):
     (key,) = loaded.registry()["keys"]
     loaded.put(GatewayKeyRow(key.kid, key.gateway, key.public_key, key.valid_from, T0 + 1000))
@@ -214,3 +229,19 @@ def test_a_group_of_messages_is_judged_as_if_one_by_one_and_stored_in_one_commit
     assert outcomes[0].inserted == 4 and [r.reason for r in outcomes[3].record_rejects] == [
         "forgery"]
     assert loaded.count("records") == 4 and loaded.count("envelopes") == 2
+
+
+@pytest.mark.parametrize("length", [0, 1, 32, 64, 65, 200])
+def test_node_tags_are_hmac_sha256_whatever_the_key_length(length):
+    import hashlib
+    import hmac
+
+    from metrotrace.server.ingest.core import _pads
+
+    key = hashlib.sha256(b"k").digest() * 7
+    key = key[:length]
+    for data in (b"", b"r" * 72, b"x" * 300):
+        inner, outer = (h.copy() for h in _pads(key))
+        inner.update(data)
+        outer.update(inner.digest())
+        assert outer.digest() == hmac.new(key, data, "sha256").digest()

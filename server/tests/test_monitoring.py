@@ -59,12 +59,13 @@ def test_the_lease_has_one_holder_at_a_time(store_url):
 def test_only_the_lease_holder_runs_the_monitor(store_url):
     store = open_store(store_url)
     fill_broken_scale(store)
-    sent = []
-    loops = [MonitorLoop(store_url, 1, lambda t, p: sent.append((t, p)), _now, Counter())
-             for _ in range(2)]
+    sent, states = [], []
+    loops = [MonitorLoop(store_url, 1, lambda t, p: sent.append((t, p)), _now, Counter(),
+                         states.append) for _ in range(2)]
     try:
         assert [loops[0].tick(), loops[1].tick()] == [1, 0]
         assert [t for t, _ in sent] == ["metrotrace/v1/alerts/market"]
+        assert states == [{"broken-scale": "out_of_tolerance"}]  # for instrument_status
         assert loops[0].tick() == 0  # no state change, no second alert
         loops[0]._close()  # the holder goes away: the other takes over, without repeating
         assert loops[1].tick() == 0 and loops[1].counts["monitor_runs"] == 1
@@ -113,3 +114,20 @@ def test_a_worker_with_monitor_every_1_publishes_the_alert(store_url, plain_brok
         assert [a.kind for a in check.alerts()] == ["out_of_tolerance"]  # stored once
     finally:
         check.close()
+
+
+def test_the_monitor_computes_with_the_stores_drift_settings(store_url):
+    from metrotrace.server.metrology import kernels
+    from metrotrace.server.metrology.settings import Settings
+
+    store = open_store(store_url)
+    fill_broken_scale(store)
+    store.close()
+    s = Settings(kernels.Params(baseline=7), {"broken-scale": 1.5})
+    loop = MonitorLoop(store_url, 1, lambda t, p: None, _now, Counter(), settings=s)
+    try:
+        assert loop.tick() == 1
+        assert loop._monitor.params.baseline == 7
+        assert loop._monitor.sigma == {"broken-scale": 1.5}
+    finally:
+        loop._close()

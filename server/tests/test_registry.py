@@ -1,4 +1,5 @@
-"""Registry files load whole or not at all; errors name the entry and field."""
+"""Registry files load whole or not at all; errors name the entry and field. Key validity
+(revocation by created and by receive time), and the version counter workers follow."""
 
 import subprocess
 import sys
@@ -8,8 +9,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from metrotrace.gateway import envelope
 from metrotrace.server.registry import RegistryError
+from metrotrace.server.registry.keys import REVOCATION_GRACE_MS, KeyRing, kid_of
 from metrotrace.server.registry.load import parse, read_file
+from metrotrace.server.registry.watch import RegistryWatch
 from metrotrace.server.store import open_store
+from metrotrace.server.store.rows import GatewayKeyRow
 
 PUBLIC = envelope.raw_public(Ed25519PrivateKey.from_private_bytes(bytes(32)).public_key())
 
@@ -87,3 +91,38 @@ def test_cli_loads_a_registry_file_into_the_store(tmp_path):
     shown = subprocess.run([*cli, "registry", "show", "--data-dir", str(tmp_path)],
                            capture_output=True, text=True)
     assert '"market-1"' in shown.stdout and '"key"' not in shown.stdout  # no node secrets
+
+
+def _key_row(revoked_at=None, public=PUBLIC):
+    return GatewayKeyRow(envelope.key_id(Ed25519PrivateKey.from_private_bytes(
+        bytes(32)).public_key()), "market-1", public, 1000, revoked_at)
+
+
+def test_revocation_judges_the_receive_time_as_well_as_the_claimed_created_time():
+    key = KeyRing({"keys": [_key_row(revoked_at=10_000)]}).keys[_key_row().kid]
+    assert key.refuses("market-1", 9_999, 9_999) is None
+    assert key.refuses("market-1", 10_000, 10_000) == "revoked_key"  # created after
+    # sealed before the revocation, arriving within the grace: accepted
+    assert key.refuses("market-1", 9_000, 10_000 + REVOCATION_GRACE_MS - 1) is None
+    # the same claim arriving later is a backdated signature by a revoked key
+    assert key.refuses("market-1", 9_000, 10_000 + REVOCATION_GRACE_MS) == "revoked_key"
+    assert key.refuses("market-1", 999, 5_000) == "key_not_yet_valid"
+    assert key.refuses("market-2", 5_000, 5_000) == "gateway_mismatch"
+
+
+def test_a_key_is_found_only_under_the_kid_its_public_key_hashes_to():
+    other = envelope.raw_public(Ed25519PrivateKey.from_private_bytes(b"\1" * 32).public_key())
+    ring = KeyRing({"keys": [_key_row(public=other)]})  # public key swapped under old kid
+    assert ring.public_key(_key_row().kid) is None
+    assert ring.public_key(kid_of(other)) is not None
+
+
+def test_the_registry_version_moves_with_every_registry_write(store):
+    watch = RegistryWatch(store, every_ms=100)
+    assert not watch.changed(0)
+    for row in parse({"site": [{"id": "market", "name": "m"}]}):
+        store.put(row)
+    assert not watch.changed(50)  # checked at most every 100 ms
+    assert watch.changed(100) and not watch.changed(200)
+    store.put(_key_row(revoked_at=5))
+    assert watch.changed(300) and watch.version == 2

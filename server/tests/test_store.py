@@ -122,3 +122,63 @@ def test_several_envelopes_in_one_transaction_all_or_nothing(store, site):
     else:
         raise AssertionError("an envelope without columns was stored")
     assert store.count("envelopes") == 2 and store.count("records") == 4  # g4 rolled back
+
+
+def _old_store(store_url, version):
+    """A database that an older metrotrace made: migrations up to `version` only."""
+    if store_url.startswith("sqlite:///"):
+        import sqlite3
+
+        conn, dialect, mark = sqlite3.connect(store_url[len("sqlite:///"):]), "sqlite", "?"
+    else:
+        import psycopg
+
+        conn, dialect, mark = psycopg.connect(store_url), "postgres", "%s"
+    conn.execute("CREATE TABLE schema_version "
+                 "(version INTEGER PRIMARY KEY, description TEXT NOT NULL)")
+    for v in range(1, version + 1):
+        for statement in schema.statements(dialect, v):
+            conn.execute(statement)
+        conn.execute(f"INSERT INTO schema_version VALUES ({mark}, 'old')", (v,))
+    return conn, mark
+
+
+def test_a_version_2_store_keeps_its_records_through_the_column_migration(store_url, site):
+    """Version 3 drops the decoded columns: rows stored with them read back the same."""
+    batch = [*rows(site, 3), decode(*site.check(0, 5000, 10_005, 10_000))]
+    e = envelope_row(b"old", len(batch))
+    conn, mark = _old_store(store_url, 2)
+    try:
+        conn.execute(f"INSERT INTO envelopes (digest, gateway, kid, batch_seq, created, "
+                     f"received, topic, backfill, n_records, data) "
+                     f"VALUES ({', '.join([mark] * 10)})",
+                     (e.digest, e.gateway, e.kid, e.batch_seq, e.created, e.received, e.topic,
+                      0, e.n_records, e.data))
+        for r in batch:
+            conn.execute(f"INSERT INTO records ({', '.join(r._fields)}, envelope_id) "
+                         f"VALUES ({', '.join([mark] * 19)}, 1)", tuple(r))
+        conn.commit()
+    finally:
+        conn.close()
+    store = open_store(store_url)
+    try:
+        assert store.schema_version() == schema.LATEST >= 3
+        assert sorted(store.records(), key=lambda r: (r.t, r.node, r.seq)) == \
+            sorted(batch, key=lambda r: (r.t, r.node, r.seq))
+        assert sorted(r for r, _ in store.stored_records()) == sorted(batch)
+    finally:
+        store.close()
+
+
+def test_a_record_whose_bytes_no_longer_decode_is_still_read(store, site):
+    """Stored bytes changed behind the store's back: the row is read with its stored
+    columns and the decoded ones empty, so `metrotrace verify` can report it."""
+    batch = rows(site, 2)
+    store.store_batch(envelope_row(b"e", 2), batch)
+    with store._tx() as cur:
+        cur.execute(store._q("UPDATE records SET record = ? WHERE seq = 1 AND node = ?"),
+                    (b"\xff", batch[0].node))
+    got = {r.seq: r for r in store.records(node=batch[0].node)}[1]
+    assert (got.node, got.seq, got.kind, got.t, got.inst) == batch[0][:4] + (batch[0].inst,)
+    assert got.record == b"\xff" and got.tag == batch[0].tag
+    assert got.prev is None and got.value is None and got.unit is None
