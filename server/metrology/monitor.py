@@ -7,7 +7,10 @@ store's alerts table (kind = the new state, detail = the report row plus `previo
 and, when a `publish(topic, payload)` callable is given, one QoS-1 message on
 `metrotrace/v1/alerts/{site}` with the ingest worker's alert JSON. The report is
 recomputed from all stored records each run (a back-filled record may be older than the
-last run, and the kernels take each instrument's readings in time order).
+last run, and the kernels take each instrument's readings in time order). Each run also
+writes every instrument's tolerance history (server/trace/tolerance.py) into the trace
+tables on the same database, so a trace shows each sale's instrument state at the time
+of the sale; rows change only when the history does.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Monitor:
     sigma: Mapping[str, float] | None = None  # instrument -> known check sigma (registry)
     publish: Callable[[str, str], None] | None = None
     states: dict[str, str] | None = None
+    record_tolerance: bool = True  # write tolerance histories to the trace tables
 
     def run(self, now_ms: int) -> list[AlertRow]:
         """One pass: report, then one stored (and published) alert per state change."""
@@ -56,6 +60,8 @@ class Monitor:
         rows = analysis.report(loaded.instruments, loaded.verified, loaded.due, loaded.data,
                                now_ms, tables_dir=self.tables_dir, params=self.params,
                                sigma=sigma)
+        if self.record_tolerance and rows:
+            self._record_tolerance(rows, loaded.verified, now_ms)
         alerts = []
         for row, site in zip(rows, loaded.sites, strict=True):
             before = self.states.get(row["instrument"], "ok")
@@ -72,3 +78,15 @@ class Monitor:
                 self.publish(ALERT_TOPIC.format(site=site), alert_json(alert))
             alerts.append(alert)
         return alerts
+
+    def _record_tolerance(self, rows: list[dict], verified: np.ndarray, now_ms: int) -> None:
+        # a connection of its own: the trace tables' writer lock, not the store's
+        from metrotrace.server.trace import tolerance
+        from metrotrace.server.trace.store import TraceStore, connect
+
+        trace = TraceStore(connect(self.store.url))
+        try:
+            trace.migrate()
+            tolerance.record(trace, rows, verified.tolist(), now_ms)
+        finally:
+            trace.conn.close()

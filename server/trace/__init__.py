@@ -1,11 +1,14 @@
 """Traceability: GS1 codes, EPCIS 2.0 events, lot genealogy, recall traces.
 
-Modules, each with one job: `gs1` (barcodes → identifiers), `epcis` (the event model),
-`jsonld` (EPCIS 2.0 JSON-LD documents, schema validation, event hash IDs), `rules` (node
-scan records → events), `store` (tables and capture on a DB-API connection), `graph`
+Modules, each with one job: `gs1` (barcodes → identifiers), `rcn` (variable-measure
+label layouts), `epcis` (the event model), `jsonld` (EPCIS 2.0 JSON-LD documents, schema
+validation), `eventhash` and `digitallink` (CBV 2.0 event hash IDs), `rules` (node records
+→ events), `rulefile` (rules as TOML and as stored configuration), `feed` (stored records →
+events, exactly once), `store` (tables and capture on a DB-API connection), `graph`
 (in-memory CSR index of the lot genealogy), `query` (traces, mass balance, recall),
-`report` (recall as JSON / CSV / HTML), `netgen` (synthetic networks), `api` (FastAPI
-router), `cli` (`metrotrace trace …`, `metrotrace epcis …`).
+`tolerance` (instruments' tolerance histories from the metrology report), `report` (recall
+as JSON / CSV / HTML), `netgen` (synthetic networks), `api` (FastAPI router, served by
+`metrotrace server api`), `cli` (`metrotrace trace …`, `metrotrace epcis …`).
 
 Errors, one tree; every error names the field at fault::
 

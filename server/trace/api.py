@@ -1,15 +1,19 @@
 """HTTP: EPCIS 2.0 capture and event query, trace, recall and mass balance endpoints.
 
-Invariant: the router holds no connection of its own; `make_router(open_store)` calls
-`open_store()` per request (the server app decides pooling). Capture is all-or-nothing
+Invariant: the router holds no connection of its own; `make_router(stores)` borrows a
+TraceStore per request with `with stores() as store:` (`StorePool(url)` for a server,
+`shared(store)` for one connection in tests). Capture is all-or-nothing
 (GS1-Capture-Error-Behaviour `rollback`, the EPCIS 2.0 default): a refused document
-stores nothing and the 400 answer names the event index and field.
+stores nothing and the 400 answer names the event index and field. Write endpoints carry
+the `write_dependencies` the server app gives (its API-token check).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
@@ -22,8 +26,9 @@ from .epcis import parse_time
 from .graph import GraphIndex
 from .jsonld import extension_context, read_document, write_document
 from .query import TableTolerance, Tracer
-from .store import TraceStore
+from .store import TraceStore, connect
 
+Stores = Callable[[], AbstractContextManager[TraceStore]]
 CAPTURE_LIMIT = 10_000  # events per capture request (GS1-EPCIS-Capture-Limit)
 
 
@@ -33,16 +38,56 @@ def _refused(exc: DocumentError) -> JSONResponse:
         "status": 400, "detail": str(exc), "event": exc.event, "field": exc.field})
 
 
-def make_router(open_store: Callable[[], TraceStore], method: str = "index") -> APIRouter:
+class StorePool:
+    """TraceStores on the database at `url`, one per concurrent request: FastAPI runs sync
+    handlers in a thread pool, and a connection serves one request at a time. A store goes
+    back idle with its read transaction ended, so PostgreSQL never holds a stale snapshot."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._idle: list[TraceStore] = []
+        self._lock = threading.Lock()
+        with self.store() as store:  # create or migrate the trace tables once, up front
+            store.migrate()
+
+    @contextmanager
+    def store(self) -> Iterator[TraceStore]:
+        with self._lock:
+            store = self._idle.pop() if self._idle else None
+        if store is None:
+            store = TraceStore(connect(self.url))
+        try:
+            yield store
+        finally:
+            store.end_read()
+            with self._lock:
+                self._idle.append(store)
+
+    __call__ = store
+
+    def close(self) -> None:
+        with self._lock:
+            for store in self._idle:
+                store.conn.close()
+            self._idle.clear()
+
+
+def shared(store: TraceStore) -> Stores:
+    """One store for every request (tests; a single-threaded caller)."""
+    return lambda: nullcontext(store)
+
+
+def make_router(stores: Stores, method: str = "index",
+                write_dependencies: Sequence[Any] = ()) -> APIRouter:
     """`method` "index" keeps one in-memory GraphIndex for the router's lifetime (it
     catches up with new edges on each trace); "cte" keeps nothing."""
-    router = APIRouter()
+    router = APIRouter(tags=["trace"])
     index = GraphIndex() if method == "index" else None
 
     def tracer(store: TraceStore, oracle: TableTolerance | None = None) -> Tracer:
         return Tracer(store, oracle, method, index)
 
-    @router.post("/epcis/capture", status_code=201)
+    @router.post("/epcis/capture", status_code=201, dependencies=list(write_dependencies))
     def capture(document: dict[str, Any] = Body(...),  # noqa: B008 (FastAPI idiom)
                 error_behaviour: str = Header("rollback",
                                               alias="GS1-Capture-Error-Behaviour"),
@@ -55,9 +100,10 @@ def make_router(open_store: Callable[[], TraceStore], method: str = "index") -> 
             events = read_document(document)
             if len(events) > CAPTURE_LIMIT:
                 raise DocumentError("epcisBody.eventList", f"more than {CAPTURE_LIMIT} events")
-            store = open_store()
-            ids = store.capture(events, int(time.time() * 1000), require_known=not allow_unknown,
-                                context=extension_context(document))
+            with stores() as store:
+                ids = store.capture(events, int(time.time() * 1000),
+                                    require_known=not allow_unknown,
+                                    context=extension_context(document))
         except DocumentError as exc:
             return _refused(exc)
         return {"captured": len(ids), "eventIDs": [e.event_id for e in events]}
@@ -67,12 +113,17 @@ def make_router(open_store: Callable[[], TraceStore], method: str = "index") -> 
                GE_eventTime: str | None = None, LT_eventTime: str | None = None,  # noqa: N803
                EQ_bizStep: str | None = None, EQ_bizLocation: str | None = None,  # noqa: N803
                perPage: int = 1000) -> Any:  # noqa: N803
-        where, params = [], []
-        for urn in (MATCH_anyEPC, MATCH_anyEPCClass):
-            if urn:
+        where: list[str] = []
+        params: list[Any] = []
+        for urns in (MATCH_anyEPC, MATCH_anyEPCClass):
+            if urns:  # a list of values is separated by '|' (EPCIS 2.0 REST) or ','
+                found = [u.strip() for u in urns.replace("|", ",").split(",") if u.strip()]
+                found = found or [urns]
+                # only the event's own what-lists, not a pallet's contents expanded (via)
                 where.append("id IN (SELECT t.event FROM trace_touch t JOIN trace_node n"
-                             " ON n.id = t.node WHERE n.urn = ?)")
-                params.append(urn)
+                             " ON n.id = t.node WHERE t.via IS NULL AND n.urn IN ("
+                             + ", ".join("?" * len(found)) + "))")
+                params += found
         try:
             if GE_eventTime:
                 where.append("time >= ?")
@@ -88,9 +139,11 @@ def make_router(open_store: Callable[[], TraceStore], method: str = "index") -> 
         if EQ_bizLocation:
             where.append("location = ?")
             params.append(EQ_bizLocation)
-        store = open_store()
-        found = store.events(" AND ".join(where), params, limit=max(1, min(perPage, 10_000)))
-        doc = write_document([e for e, _ in found], store.context(), [rt for _, rt in found])
+        with stores() as store:
+            found = store.events(" AND ".join(where), params,
+                                 limit=max(1, min(perPage, 10_000)))
+            context = store.context()
+        doc = write_document([e for e, _ in found], context, [rt for _, rt in found])
         doc["type"] = "EPCISQueryDocument"
         doc["epcisBody"] = {"queryResults": {"queryName": "SimpleEventQuery",
                                              "resultsBody": doc["epcisBody"]}}
@@ -98,17 +151,18 @@ def make_router(open_store: Callable[[], TraceStore], method: str = "index") -> 
 
     @router.get("/trace/forward")
     def forward(epc: str) -> Any:
-        store = open_store()
-        return tracer(store, TableTolerance(store)).forward(epc).to_json()
+        with stores() as store:
+            return tracer(store, TableTolerance(store)).forward(epc).to_json()
 
     @router.get("/trace/backward")
     def backward(start: str) -> Any:
-        return tracer(open_store()).backward(start).to_json()
+        with stores() as store:
+            return tracer(store).backward(start).to_json()
 
     @router.get("/trace/recall")
     def recall(lot: str, format: str = "json") -> Response:  # noqa: A002 (query name)
-        store = open_store()
-        trace = tracer(store, TableTolerance(store)).forward(lot)
+        with stores() as store:
+            trace = tracer(store, TableTolerance(store)).forward(lot)
         if format == "csv":
             return PlainTextResponse(recall_report.to_csv(trace), media_type="text/csv")
         if format == "html":
@@ -119,6 +173,7 @@ def make_router(open_store: Callable[[], TraceStore], method: str = "index") -> 
 
     @router.get("/trace/balance")
     def balance(holder: str | None = None, lot: str | None = None) -> Any:
-        return mass_balance(open_store(), holder, lot)
+        with stores() as store:
+            return mass_balance(store, holder, lot)
 
     return router

@@ -1,4 +1,5 @@
-"""`metrotrace trace forward|backward|recall|balance` and `metrotrace epcis import|export`.
+"""`metrotrace trace forward|backward|recall|balance|rules|feed` and
+`metrotrace epcis import|export`.
 
 Invariant: registering imports nothing heavy; each command opens the store the user named
 (`--data-dir` / `--db`, tools/storeargs.py), migrates the trace tables, and exits non-zero
@@ -17,18 +18,9 @@ from metrotrace.tools.storeargs import add_store_args, store_url
 
 
 def open_store(args: argparse.Namespace):
-    from .store import TraceStore
+    from .store import TraceStore, connect
 
-    url = store_url(args)
-    if url.startswith("sqlite:///"):
-        import sqlite3
-
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-    else:
-        import psycopg
-
-        conn = psycopg.connect(url)
-    store = TraceStore(conn)
+    store = TraceStore(connect(store_url(args)))
     store.migrate()
     return store
 
@@ -92,6 +84,55 @@ def _epcis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from . import RuleError, rulefile
+
+    if args.rules_command == "load":
+        try:
+            ruleset = rulefile.parse(Path(args.file).read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{args.file}: {exc}", file=sys.stderr)
+            return 2
+        except RuleError as exc:
+            print(f"{args.file}: refused, nothing stored: {exc}", file=sys.stderr)
+            return 2
+    store = open_store(args)
+    try:
+        if args.rules_command == "show":
+            text = store.meta(rulefile.META_KEY)
+            print(json.dumps(json.loads(text), indent=1) if text else "{}")
+            return 0 if text else 1
+        store.put_meta(rulefile.META_KEY, rulefile.dumps(ruleset))
+    finally:
+        store.conn.close()
+    print(f"loaded {len(ruleset.rules)} trace rules from {args.file}")
+    return 0
+
+
+def _feed(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .feed import TraceFeed
+
+    feed = TraceFeed(store_url(args))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while True:
+            if feed.load_rules() is None:
+                print("no trace rules stored: metrotrace trace rules load FILE", file=sys.stderr)
+                return 2
+            feed.tick()
+            if args.once or stop.wait(args.every):
+                break
+    finally:
+        feed.close()
+    print(json.dumps(dict(feed.counts), sort_keys=True))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     trace = subparsers.add_parser("trace", help="trace lots forward / backward, recall reports")
     sub = trace.add_subparsers(dest="trace_command", required=True)
@@ -113,6 +154,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     balance.add_argument("-o", "--output")
     add_store_args(balance)
     balance.set_defaults(func=_trace)
+
+    rules = sub.add_parser("rules", help="the rules that turn node records into events")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    load = rules_sub.add_parser("load", help="check a TOML rules file and store it (the "
+                                             "server's trace feed uses the stored rules)")
+    load.add_argument("file")
+    add_store_args(load)
+    load.set_defaults(func=_rules)
+    show = rules_sub.add_parser("show", help="print the stored rules as JSON")
+    add_store_args(show)
+    show.set_defaults(func=_rules)
+    feed = sub.add_parser("feed", help="turn stored node records into trace events by the "
+                                       "stored rules (`server run` does this in its monitor)")
+    feed.add_argument("--every", type=float, default=10.0, metavar="SECONDS")
+    feed.add_argument("--once", action="store_true", help="one pass, then exit")
+    add_store_args(feed)
+    feed.set_defaults(func=_feed)
 
     epcis = subparsers.add_parser("epcis", help="EPCIS 2.0 JSON-LD import and export")
     esub = epcis.add_subparsers(dest="epcis_command", required=True)

@@ -10,7 +10,6 @@ of rows, not with Python work per row. `materialize` adds what the arrays do not
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +80,9 @@ def _lookup(store: Any, sql: str, ids: list[int]) -> list[tuple]:
         return []
     if store.dialect == "postgresql":
         return store.rows(sql + " = ANY(?)", (ids,))
-    return store.rows(sql + " IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+    # ids are ints: a JSON array by join is several times faster than json.dumps
+    return store.rows(sql + " IN (SELECT value FROM json_each(?))",
+                      ("[" + ",".join(map(str, ids)) + "]",))
 
 
 def materialize(store: Any, cols: TraceColumns, index: TouchIndex):
@@ -96,18 +97,19 @@ def materialize(store: Any, cols: TraceColumns, index: TouchIndex):
     trace = Trace(cols.start, "forward" if cols.forward else "backward",
                   nodes=sorted(urn.values()))
     h = cols.holders
-    trace.holders = [{"location": name["location"][loc], "epc": urn[node], "received": int(r),
-                      "unit": unit_of(name["dim"][d]), "first": int(f), "last": int(la)}
+    units = [unit_of(d) for d in name["dim"]]  # by dim code: one lookup per row, no call
+    places, instruments, munits = name["location"], name["instrument"], name["munit"]
+    trace.holders = [{"location": places[loc], "epc": urn[node], "received": r,
+                      "unit": units[d], "first": f, "last": la}
                      for loc, node, r, d, f, la in zip(
                          h["location"].tolist(), h["node"].tolist(), h["received"].tolist(),
                          h["dim"].tolist(), h["first"].tolist(), h["last"].tolist(),
                          strict=True)]
     s = cols.sales
-    trace.sales = [{"event": events[ev][0], "time": t, "location": name["location"][loc],
-                    "epc": urn[node], "qty": None if q < 0 else q,
-                    "unit": unit_of(name["dim"][d]), "instrument": name["instrument"][inst],
-                    "measured": None if m < 0 else m, "measured_unit": name["munit"][mu],
-                    "raw": events[ev][1], "tolerance": None}
+    trace.sales = [{"event": events[ev][0], "time": t, "location": places[loc],
+                    "epc": urn[node], "qty": None if q < 0 else q, "unit": units[d],
+                    "instrument": instruments[inst], "measured": None if m < 0 else m,
+                    "measured_unit": munits[mu], "raw": events[ev][1], "tolerance": None}
                    for ev, t, loc, node, q, d, inst, m, mu in zip(
                        *(s[k].tolist() for k in ("event", "time", "location", "node", "qty",
                                                  "dim", "instrument", "measured", "munit")),
@@ -117,11 +119,12 @@ def materialize(store: Any, cols: TraceColumns, index: TouchIndex):
     for ev, t, loc, node, role, q, d in zip(
             *(tr[k].tolist() for k in ("event", "time", "location", "node", "role", "qty",
                                        "dim")), strict=True):
-        entry = transforms.setdefault(ev, {"event": events[ev][0], "time": t,
-                                           "location": name["location"][loc],
-                                           "inputs": [], "outputs": []})
+        entry = transforms.get(ev)
+        if entry is None:
+            entry = transforms[ev] = {"event": events[ev][0], "time": t,
+                                      "location": places[loc], "inputs": [], "outputs": []}
         entry["inputs" if role == _IN else "outputs"].append(
-            {"epc": urn[node], "qty": None if q < 0 else q, "unit": unit_of(name["dim"][d])})
+            {"epc": urn[node], "qty": None if q < 0 else q, "unit": units[d]})
     trace.transformations = list(transforms.values())
     if not cols.forward:
         trace.producers = [

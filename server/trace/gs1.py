@@ -4,7 +4,10 @@ Invariant: `parse` either returns a `Code` whose identifiers are valid GS1 (chec
 verified, every Application Identifier known to the GS1 AI table) or raises `CodeError`
 naming the field at fault. Measured values come out as integers in base units (mg, mL),
 never floats. Variable-measure codes (prefix 02, 20–29) carry a weight or price only under
-a configured region, because each national GS1 office sets its own layout.
+a configured region, because each national GS1 office sets its own layout: a biip region
+(`REGIONS`; biip knows prefixes 20–29 only, and only some of them per country) or a label
+layout pattern (`rcn.py`, e.g. `02IIIIIWWWWWC`). Human-readable element strings with
+bracketed AIs, `(01)…(10)…`, parse like scanned ones.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from urllib.parse import quote
 
 import biip
 from biip import ParseConfig
+from biip.gs1_messages import GS1Message
 from biip.gtin import Gtin
 from biip.rcn import Rcn
 
-from . import CodeError
+from . import CodeError, rcn
 
 # ISO/IEC 15424 identifiers a scanner may prefix: GS1-128, GS1 DataMatrix, GS1 QR, EAN/UPC,
 # GS1 DataBar. Anything else is read as plain text and must still parse as GS1.
@@ -88,15 +92,24 @@ def check_digit(payload: str) -> int:
 def parse(code: bytes | str, symbology: str | None = None, region: str | None = None) -> Code:
     """Parse raw scanner text (GS kept) into a Code; raise CodeError on anything invalid."""
     text = code.decode("ascii", "strict") if isinstance(code, bytes) else code
-    if symbology and not text.startswith("]"):
+    if symbology and not text.startswith(("]", "(")):
         text = symbology + text
     text = text.strip("\r\n")
     if not text:
         raise CodeError("code", "empty")
-    if region is not None and region.lower() not in REGIONS:
+    layout = None
+    if region is not None and rcn.is_layout(region):
+        layout, region = rcn.parse_layout(region), None
+    elif region is not None and region.lower() not in REGIONS:
         raise CodeError("region", f"no variable-measure rules for {region!r}")
     config = ParseConfig(rcn_region=REGIONS[region.lower()] if region else None,
                          separator_chars=[GS])
+    if text.startswith("("):  # human-readable: (01)09501101020917 (10)ABC123
+        try:
+            message = GS1Message.parse_hri(re.sub(r"\s+(?=\()", "", text), config=config)
+        except biip.ParseError as exc:
+            raise _code_error(str(exc)) from exc
+        return _from_elements(message.element_strings, None)
     try:
         result = biip.parse(text, config=config)
     except biip.ParseError as exc:
@@ -109,13 +122,13 @@ def parse(code: bytes | str, symbology: str | None = None, region: str | None = 
     if not message_symbology and bare.isdigit() and len(bare) in (8, 12, 13, 14):
         if result.gtin is None:
             raise CodeError("gtin", result.gtin_error or "not a GTIN")
-        return _from_gtin(result.gtin, sym)
+        return _from_gtin(result.gtin, sym, layout)
     if result.gs1_message is not None:
         return _from_elements(result.gs1_message.element_strings, sym)
     if result.gs1_digital_link_uri is not None:
         return _from_elements(result.gs1_digital_link_uri.element_strings, sym)
     if result.gtin is not None:
-        return _from_gtin(result.gtin, sym)
+        return _from_gtin(result.gtin, sym, layout)
     if result.sscc is not None:
         return Code(sscc=result.sscc.value, symbology=sym,
                     company_prefix=_prefix(result.sscc.company_prefix))
@@ -136,13 +149,16 @@ def _prefix(company_prefix: object) -> str | None:
     return getattr(company_prefix, "value", None)
 
 
-def _from_gtin(gtin: Gtin, sym: str | None) -> Code:
+def _from_gtin(gtin: Gtin, sym: str | None, layout: rcn.Layout | None = None) -> Code:
     code = Code(gtin=gtin.as_gtin_14(), symbology=sym,
                 company_prefix=_prefix(gtin.company_prefix))
     if isinstance(gtin, Rcn):
         weight_mg = int(gtin.weight * 1_000_000) if gtin.weight is not None else None
+        price = gtin.price
+        if layout is not None:
+            weight_mg, price = rcn.measure(layout, gtin.as_gtin_13())
         return Code(gtin=code.gtin, symbology=sym, variable_measure=True, net_mg=weight_mg,
-                    price=gtin.price, count=gtin.count)
+                    price=price, count=gtin.count)
     return code
 
 

@@ -3,7 +3,8 @@
 Invariant: `read_document` returns events only for a document that passes GS1's schema
 and the model's own checks; otherwise it raises one DocumentError naming the event index
 and the field, so a capture built on it is all-or-nothing (EPCIS 2.0 §8.2.2, the default
-GS1-Capture-Error-Behaviour). Events without an eventID get the CBV 2.0 event hash ID.
+GS1-Capture-Error-Behaviour). Events without an eventID get the CBV 2.0 event hash ID
+(`eventhash.py`), computed from the event as received with the document's prefixes.
 `read_document(write_document(events))` returns the same events.
 
 GS1's schema carries no open-source licence, so it is not shipped: it is read from
@@ -12,9 +13,9 @@ $METROTRACE_EPCIS_SCHEMA, else from ../shared/data/epcis/ beside the checkout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,7 @@ import jsonschema
 
 from . import DocumentError
 from .epcis import Event, parse_time
+from .eventhash import event_hash
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 SCHEMA_ENV = "METROTRACE_EPCIS_SCHEMA"
@@ -96,6 +98,7 @@ def read_document(doc: Any, check_schema: bool = True) -> list[Event]:
     elif not isinstance(doc, dict):
         raise DocumentError("$", "an EPCIS document is a JSON object")
     events = []
+    context: dict[str, str] | None = None
     for index, item in enumerate(event_list(doc)):
         try:
             if "recordTime" in item:  # the repository's own stamp: checked, then dropped
@@ -106,15 +109,11 @@ def read_document(doc: Any, check_schema: bool = True) -> list[Event]:
         except (KeyError, TypeError, AttributeError) as exc:
             raise DocumentError("$", f"malformed event: {exc!r}", index) from exc
         if event.event_id is None:
-            event = _with_id(event)
+            if context is None:
+                context = extension_context(doc)
+            event = replace(event, event_id=event_hash(item, context))
         events.append(event)
     return events
-
-
-def _with_id(event: Event) -> Event:
-    from dataclasses import replace
-
-    return replace(event, event_id=event_hash(event.to_json()))
 
 
 def write_document(events: list[Event], context: dict[str, str] | None = None,
@@ -135,66 +134,3 @@ def _utc(ms: int) -> str:
     from .epcis import format_time
 
     return format_time(ms, "+00:00").replace("+00:00", "Z")
-
-
-# CBV 2.0 §8.9 event hash: fields in this order, lists sorted, times in UTC ms, CBV short
-# names expanded to GS1 Web URIs; anything else (user extensions) sorted after them.
-_ORDER = ("eventTime", "eventTimeZoneOffset", "epcList", "parentID", "inputEPCList",
-          "childEPCs", "quantityList", "childQuantityList", "inputQuantityList",
-          "outputEPCList", "outputQuantityList", "action", "transformationID", "bizStep",
-          "disposition", "persistentDisposition", "readPoint", "bizLocation",
-          "bizTransactionList", "sourceList", "destinationList", "sensorElementList", "ilmd")
-_IGNORED = {"type", "eventID", "recordTime", "@context", "certificationInfo"}
-_VOCAB = {"bizStep": "https://ref.gs1.org/cbv/BizStep-",
-          "disposition": "https://ref.gs1.org/cbv/Disp-",
-          "set": "https://ref.gs1.org/cbv/Disp-", "unset": "https://ref.gs1.org/cbv/Disp-"}
-_SUB_ORDER = ("epcClass", "quantity", "uom", "type", "bizTransaction", "source",
-              "destination", "id", "set", "unset", "time", "startTime", "endTime", "deviceID",
-              "deviceMetadata", "rawData", "dataProcessingMethod", "bizRules",
-              "sensorMetadata", "sensorReport", "exception", "microorganism",
-              "chemicalSubstance", "value", "component", "stringValue", "booleanValue",
-              "hexBinaryValue", "uriValue", "minValue", "maxValue", "meanValue", "sDev",
-              "percRank", "percValue", "coordinateReferenceSystem")
-
-
-def _canon(key: str, value: Any) -> str:
-    if isinstance(value, dict):
-        known = [k for k in _SUB_ORDER if k in value]
-        rest = sorted(k for k in value if k not in _SUB_ORDER)
-        return key + "".join(_canon(k, value[k]) for k in known + rest)
-    if isinstance(value, list):
-        return key + "".join(sorted(_canon(_item_name(key), v) for v in value))
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, int | float):
-        text = format(value, "g") if value != int(value) else str(int(value))
-    else:
-        text = str(value).strip()
-        if key.lower().endswith("time") and key != "eventTimeZoneOffset":
-            text = _utc(parse_time(text, key))
-        elif key in _VOCAB and ":" not in text:
-            text = _VOCAB[key] + text
-    return f"{key}={text}"
-
-
-def _item_name(list_key: str) -> str:
-    if list_key.endswith("QuantityList") or list_key == "quantityList":
-        return "quantityElement"
-    if list_key in ("epcList", "inputEPCList", "outputEPCList", "childEPCs"):
-        return "epc"
-    if list_key == "sensorElementList":
-        return "sensorElement"
-    return list_key.removesuffix("List")
-
-
-def prehash(item: dict[str, Any]) -> str:
-    parts = ["eventType=" + item["type"]]
-    parts += [_canon(k, item[k]) for k in _ORDER if k in item]
-    parts += sorted(_canon(k, v) for k, v in item.items()
-                    if k not in _ORDER and k not in _IGNORED)
-    return "".join(parts)
-
-
-def event_hash(item: dict[str, Any]) -> str:
-    digest = hashlib.sha256(prehash(item).encode("utf-8")).hexdigest()
-    return f"ni:///sha-256;{digest}?ver=CBV2.0"

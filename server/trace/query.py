@@ -11,8 +11,12 @@ that created an object with no ancestor). Reachability comes from either a recur
 from __future__ import annotations
 
 import bisect
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -55,13 +59,21 @@ class TableTolerance:
         self.store.commit()
 
     def states(self, instrument: str, times: list[int]) -> list[str | None]:
-        rows = self.store.rows("SELECT from_t, state FROM trace_tolerance WHERE instrument = ?"
-                               " ORDER BY from_t", (instrument,))
-        starts = [r[0] for r in rows]
-        out = []
-        for t in times:
-            i = bisect.bisect_right(starts, t) - 1
-            out.append(rows[i][1] if i >= 0 else None)
+        return self.states_many({instrument: times})[instrument]
+
+    def states_many(self, times: dict[str, list[int]]) -> dict[str, list[str | None]]:
+        """states() for many instruments with one query (a fuel recall names hundreds)."""
+        history: dict[str, list[tuple[int, str]]] = {i: [] for i in times}
+        for instrument, from_t, state in self.store.rows_in(
+                "SELECT instrument, from_t, state FROM trace_tolerance WHERE instrument",
+                list(times)):
+            history[instrument].append((from_t, state))
+        out = {}
+        for instrument, rows in history.items():
+            rows.sort()
+            starts = [r[0] for r in rows]
+            out[instrument] = [rows[i][1] if i >= 0 else None for i in
+                               (bisect.bisect_right(starts, t) - 1 for t in times[instrument])]
         return out
 
 
@@ -148,8 +160,9 @@ class Tracer:
 
     def _trace(self, start: str, forward: bool) -> Trace:
         if self.touches is not None:
-            return finish(materialize(self.store, self.columns(start, forward), self.touches),
-                          self.oracle)
+            cols = self.columns(start, forward)
+            with _gc_paused():
+                return finish(materialize(self.store, cols, self.touches), self.oracle)
         nodes = self.reach(self.start_nodes(start), forward)
         trace = Trace(start, "forward" if forward else "backward")
         rows = self._touches(nodes) if nodes else []
@@ -194,23 +207,39 @@ class Tracer:
 
 def finish(trace: Trace, oracle: ToleranceOracle | None) -> Trace:
     """One order for every list (both trace paths end here), then tolerance states."""
-    trace.holders.sort(key=lambda h: (h["first"], h["location"], h["epc"]))
-    for entry in trace.transformations:
-        entry["inputs"].sort(key=lambda x: (x["epc"], x["qty"] or 0))
-        entry["outputs"].sort(key=lambda x: (x["epc"], x["qty"] or 0))
-    trace.transformations.sort(key=lambda t: (t["time"], t["event"]))
-    trace.sales.sort(key=lambda s: (s["time"], s["event"], s["epc"]))
-    trace.producers.sort(key=lambda p: (p["time"], p["event"], p["epc"]))
+    trace.holders.sort(key=itemgetter("first", "location", "epc"))
+    for entry in trace.transformations:  # most have one or two of each: skip the call
+        for side in (entry["inputs"], entry["outputs"]):
+            if len(side) > 1:
+                side.sort(key=lambda x: (x["epc"], x["qty"] or 0))
+    trace.transformations.sort(key=itemgetter("time", "event"))
+    trace.sales.sort(key=itemgetter("time", "event", "epc"))
+    trace.producers.sort(key=itemgetter("time", "event", "epc"))
     if oracle is None:
         return trace
     by_instrument: dict[str, list[dict[str, Any]]] = {}
     for sale in trace.sales:
         if sale["instrument"]:
             by_instrument.setdefault(sale["instrument"], []).append(sale)
+    times = {i: [s["time"] for s in group] for i, group in by_instrument.items()}
+    many = getattr(oracle, "states_many", None)
+    states = many(times) if many else {i: oracle.states(i, t) for i, t in times.items()}
     for instrument, group in by_instrument.items():
-        states = oracle.states(instrument, [s["time"] for s in group])
-        for sale, state in zip(group, states, strict=True):
+        for sale, state in zip(group, states[instrument], strict=True):
             sale["tolerance"] = state
     return trace
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Writing a large trace out allocates tens of thousands of small acyclic dicts: a
+    # cyclic-GC pass they trigger scans every object the process holds (the p99 spikes).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 

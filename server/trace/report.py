@@ -3,7 +3,10 @@
 Invariant: the three forms carry the same rows (every holder and every sale of the
 forward trace, with instrument, measured quantity and tolerance state); the CSV is one
 sortable sheet with a `kind` column, as FSMA 204's "electronic sortable spreadsheet" asks;
-the HTML page escapes every value and needs no script or external file.
+the HTML page escapes every value and needs no script or external file. A sale counts as
+sold on an instrument out of tolerance only when its state then was `out_of_tolerance`;
+`drifting` (a confirmed drift signal, still within the in-service MPE) is counted apart and
+shown amber, `warning` and `overdue_verification` are listed but not counted.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from .query import Trace
 
+_FLAG = {"out_of_tolerance": " bad", "drifting": " drift"}  # HTML row classes
 COLUMNS = ("kind", "time_utc", "location", "epc", "qty", "unit", "instrument", "measured",
            "measured_unit", "tolerance", "event", "raw")
 
@@ -55,7 +59,11 @@ def summary(trace: Trace) -> dict[str, Any]:
             "sale_points": len({s["location"] for s in trace.sales}),
             "sales": len(trace.sales), "sold": sold,
             "sales_on_instruments_out_of_tolerance": sum(
-                1 for s in trace.sales if s["tolerance"] not in (None, "in_tolerance"))}
+                1 for s in trace.sales if s["tolerance"] == "out_of_tolerance"),
+            "sales_on_drifting_instruments": sum(
+                1 for s in trace.sales if s["tolerance"] == "drifting"),
+            "sales_with_unknown_instrument_state": sum(
+                1 for s in trace.sales if s["tolerance"] is None)}
 
 
 def to_json(trace: Trace) -> str:
@@ -76,8 +84,7 @@ def to_html(trace: Trace) -> str:
     facts = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>"
                     for k, v in head.items())
     body = "".join(
-        "<tr class='{}'>".format(e(r["kind"]) + (" bad" if r["tolerance"] not in
-                                                 (None, "in_tolerance") else ""))
+        "<tr class='{}'>".format(e(r["kind"]) + _FLAG.get(r["tolerance"] or "", ""))
         + "".join(f"<td>{e('' if r[c] is None else str(r[c]))}</td>" for c in COLUMNS)
         + "</tr>" for r in rows(trace))
     cols = "".join(f"<th>{e(c)}</th>" for c in COLUMNS)
@@ -85,7 +92,7 @@ def to_html(trace: Trace) -> str:
         "<!doctype html><html lang='en'><meta charset='utf-8'>"
         f"<title>Recall {e(trace.start)}</title><style>body{{font:14px sans-serif;margin:2em}}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-        ".bad{background:#fdd}.holder{background:#eef}</style>"
+        ".bad{background:#fdd}.drift{background:#fec}.holder{background:#eef}</style>"
         f"<h1>Recall report: {e(trace.start)}</h1><table>{facts}</table>"
         f"<h2>Holders, transformations and sales</h2><table><tr>{cols}</tr>{body}</table>"
         "</html>\n")

@@ -48,6 +48,18 @@ _V1 = [
 MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
 
 
+def connect(url: str) -> Any:
+    """A connection to the store a URL names (sqlite:///PATH or postgresql://...), the way
+    every trace command and server opens it: SQLite waits up to 30 s for the writer lock and
+    may be handed between threads (one user at a time)."""
+    if url.startswith("sqlite:///"):
+        return sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30,
+                               check_same_thread=False)
+    import psycopg
+
+    return psycopg.connect(url)
+
+
 class TraceStore:
     """Trace tables over a connection; `dialect` is "sqlite" or "postgresql"."""
 
@@ -69,6 +81,23 @@ class TraceStore:
 
     def execute(self, text: str, params: Sequence[Any] = ()) -> None:
         self.conn.cursor().execute(self.sql(text), params)
+
+    def execute_many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.conn.cursor().executemany(self.sql(text), rows)
+
+    def rows_in(self, text: str, values: Sequence[Any]) -> list[tuple]:
+        """`text` ends in `WHERE column` (or `… AND column`): rows whose column is one of
+        `values`, in chunks on SQLite, as one `= ANY(array)` on PostgreSQL (one statement
+        text, so psycopg prepares it once)."""
+        if not values:
+            return []
+        if self.dialect == "postgresql":
+            return self.rows(text + " = ANY(?)", (list(values),))
+        out: list[tuple] = []
+        for chunk in _chunks(list(values), 500):
+            out += self.rows(text + f" IN ({', '.join('?' * len(chunk))})", chunk)
+        return out
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         cur = self.conn.cursor()
@@ -94,6 +123,12 @@ class TraceStore:
 
     def rollback(self) -> None:
         self.conn.rollback()
+
+    def end_read(self) -> None:
+        """End the transaction a read left open (psycopg opens one for every SELECT), so
+        a long-lived connection neither pins an old snapshot nor idles in a transaction."""
+        if self.dialect == "postgresql" or self.conn.in_transaction:
+            self.conn.rollback()
 
     # -- schema
     def version(self) -> int:
@@ -128,12 +163,17 @@ class TraceStore:
 
     # -- capture
     def capture(self, events: list[Event], record_time: int, require_known: bool = True,
-                context: dict[str, str] | None = None) -> list[int]:
+                context: dict[str, str] | None = None,
+                meta: dict[str, str] | None = None) -> list[int]:
         """Store events atomically; return their row ids. Raises DocumentError (nothing
-        stored) when an event breaks a rule; an event already stored is skipped."""
+        stored) when an event breaks a rule; an event already stored is skipped. `meta`
+        entries (trace_meta) are written in the same transaction: a feed's cursor moves
+        exactly when its events are stored."""
         self.begin_write()
         try:
             ids = self._capture_locked(events, record_time, require_known, context or {})
+            for key, value in (meta or {}).items():
+                self._put_meta(key, value)
         except BaseException:
             self.rollback()
             self._node_cache.clear()
@@ -172,53 +212,62 @@ class TraceStore:
                                     "instrument", "measured", "measured_unit", "raw_ref",
                                     "doc"), plan.events)
         self.insert("trace_node", ("id", "urn", "dim", "origin"), plan.new_nodes)
-        for node_id, dim, origin in plan.node_updates:
-            self.execute("UPDATE trace_node SET dim = COALESCE(dim, ?),"
-                         " origin = COALESCE(origin, ?) WHERE id = ?", (dim, origin, node_id))
+        # batched (psycopg pipelines executemany): one round trip, not one per row
+        self.execute_many("UPDATE trace_node SET dim = COALESCE(dim, ?),"
+                          " origin = COALESCE(origin, ?) WHERE id = ?",
+                          [(dim, origin, node) for node, dim, origin in plan.node_updates])
         self.insert("trace_touch", ("node", "event", "role", "qty", "dim", "via"), plan.touches)
         self.insert("trace_edge", ("id", "src", "dst", "event"), plan.edges)
-        for container in plan.emptied:
-            self.execute("DELETE FROM trace_content WHERE container = ?", (container,))
-        for container, node in plan.unpacked:
-            self.execute("DELETE FROM trace_content WHERE container = ? AND node = ?",
-                         (container, node))
+        self.execute_many("DELETE FROM trace_content WHERE container = ?",
+                          [(c,) for c in plan.emptied])
+        self.execute_many("DELETE FROM trace_content WHERE container = ? AND node = ?",
+                          plan.unpacked)
         self.insert("trace_content", ("container", "node", "qty", "dim"), plan.packed)
         for urn, info in plan.node_info.items():
             self._node_cache[urn] = info
 
     def _existing_events(self, event_ids: list[str | None]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for chunk in _chunks([i for i in event_ids if i], 500):
-            marks = ", ".join("?" * len(chunk))
-            found.update(self.rows(
-                f"SELECT event_id, id FROM trace_event WHERE event_id IN ({marks})", chunk))
-        return found
+        return dict(self.rows_in("SELECT event_id, id FROM trace_event WHERE event_id",
+                                 [i for i in event_ids if i]))
 
     def _nodes(self, urns: set[str]) -> dict[str, NodeInfo]:
         out = {u: self._node_cache[u] for u in urns if u in self._node_cache}
         missing = [u for u in urns if u not in out]
-        for chunk in _chunks(missing, 500):
-            marks = ", ".join("?" * len(chunk))
-            for node_id, urn, dim, origin in self.rows(
-                    f"SELECT id, urn, dim, origin FROM trace_node WHERE urn IN ({marks})",
-                    chunk):
-                out[urn] = self._node_cache[urn] = NodeInfo(node_id, dim, origin)
+        for node_id, urn, dim, origin in self.rows_in(
+                "SELECT id, urn, dim, origin FROM trace_node WHERE urn", missing):
+            out[urn] = self._node_cache[urn] = NodeInfo(node_id, dim, origin)
         if len(self._node_cache) > 2_000_000:  # bound the cache; it refills on demand
             self._node_cache.clear()
         return out
 
     def _contents(self, node_ids: list[int]) -> dict[int, list[tuple[int, int | None, str]]]:
         out: dict[int, list[tuple[int, int | None, str]]] = {}
-        for chunk in _chunks(node_ids, 500):
-            marks = ", ".join("?" * len(chunk))
-            for container, node, qty, dim in self.rows(
-                    "SELECT container, node, qty, dim FROM trace_content"
-                    f" WHERE container IN ({marks})", chunk):
-                out.setdefault(container, []).append((node, qty, dim))
+        for container, node, qty, dim in self.rows_in(
+                "SELECT container, node, qty, dim FROM trace_content WHERE container",
+                node_ids):
+            out.setdefault(container, []).append((node, qty, dim))
         return out
 
     def _max_id(self, table: str) -> int:
         return int(self.rows(f"SELECT COALESCE(MAX(id), 0) FROM {table}")[0][0])
+
+    def _put_meta(self, key: str, value: str) -> None:
+        self.execute("DELETE FROM trace_meta WHERE key = ?", (key,))
+        self.execute("INSERT INTO trace_meta (key, value) VALUES (?, ?)", (key, value))
+
+    def put_meta(self, key: str, value: str) -> None:
+        """Set one trace_meta entry (configuration such as the stored trace rules)."""
+        self.begin_write()
+        try:
+            self._put_meta(key, value)
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    def meta(self, key: str) -> str | None:
+        found = self.rows("SELECT value FROM trace_meta WHERE key = ?", (key,))
+        return found[0][0] if found else None
 
     def _put_context(self, prefix: str, iri: str) -> None:
         if not self.rows("SELECT 1 FROM trace_context WHERE prefix = ?", (prefix,)):

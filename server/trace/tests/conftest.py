@@ -1,5 +1,6 @@
 """Fixtures: a trace store on SQLite and on PostgreSQL (127.0.0.1:5432, trust auth)."""
 
+import os
 import sqlite3
 
 import psycopg
@@ -8,14 +9,24 @@ import pytest
 from metrotrace.server.trace.store import TraceStore
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_TEST = "postgresql://postgres@127.0.0.1:5432/metrotrace_test_trace"
+# one database per pytest process: two runs at once on a shared machine must not drop
+# each other's database mid-test
+PG_DB = f"metrotrace_test_trace_{os.getpid()}"
+PG_TEST = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
 
 
 def fresh_pg() -> psycopg.Connection:
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS metrotrace_test_trace WITH (FORCE)")
-        admin.execute("CREATE DATABASE metrotrace_test_trace")
+        admin.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {PG_DB}")
     return psycopg.connect(PG_TEST)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_database():
+    yield
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

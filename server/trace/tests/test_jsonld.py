@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from metrotrace.server.trace import DocumentError, jsonld
+from metrotrace.server.trace import DocumentError, eventhash, jsonld
 from metrotrace.server.trace.build import Builder
 from metrotrace.server.trace.netgen import food, lot_urn, sgln
 
@@ -42,11 +42,11 @@ def test_event_hash_ignores_key_order_and_record_time_but_not_content():
     item = jsonld.event_list(doc)[0]
     shuffled = dict(reversed(list(item.items())))
     shuffled["recordTime"] = "2030-01-01T00:00:00Z"
-    assert jsonld.event_hash(item) == jsonld.event_hash(shuffled)
+    assert eventhash.event_hash(item) == eventhash.event_hash(shuffled)
     changed = copy.deepcopy(item)
     changed["eventTimeZoneOffset"] = "+05:00"
-    assert jsonld.event_hash(item) != jsonld.event_hash(changed)
-    assert jsonld.event_hash(item).startswith("ni:///sha-256;")
+    assert eventhash.event_hash(item) != eventhash.event_hash(changed)
+    assert eventhash.event_hash(item).startswith("ni:///sha-256;")
 
 
 def test_events_without_id_get_the_hash_id():
@@ -54,7 +54,8 @@ def test_events_without_id_get_the_hash_id():
     for item in jsonld.event_list(doc):
         item.pop("eventID", None)
     events = jsonld.read_document(doc)
-    assert events[0].event_id == jsonld.event_hash(jsonld.event_list(doc)[0])
+    context = jsonld.extension_context(doc)
+    assert events[0].event_id == eventhash.event_hash(jsonld.event_list(doc)[0], context)
 
 
 def _doc(events):

@@ -31,9 +31,9 @@ def method(request):
 def test_forward_trace_reaches_every_holder_and_sale_not_pallet_neighbours(store, method):
     store.capture(food_events(), 1)
     oracle = TableTolerance(store)
-    oracle.set_state(S1, 0, "in_tolerance")
+    oracle.set_state(S1, 0, "ok")
     oracle.set_state(S1, 100, "out_of_tolerance")
-    oracle.set_state(S3, 50, "in_tolerance")
+    oracle.set_state(S3, 50, "ok")
     trace = Tracer(store, oracle, method).forward(A)
     assert sorted(trace.nodes) == sorted([A, X, Y])
     lots = {(h["location"], h["epc"]): h["received"] for h in trace.holders if h["epc"] == A}
@@ -42,7 +42,7 @@ def test_forward_trace_reaches_every_holder_and_sale_not_pallet_neighbours(store
               s["raw"]) for s in trace.sales]
     assert sales == [(M1, 1_500_000, S1, 1_500_000, "out_of_tolerance",
                       "urn:metrotrace:record:0a01:7"),
-                     (M2, 3 * KG, S3, 3 * KG, "in_tolerance", "urn:metrotrace:record:0b02:9")]
+                     (M2, 3 * KG, S3, 3 * KG, "ok", "urn:metrotrace:record:0b02:9")]
     # B shared pallet X with A, but B's sale is not part of A's recall
     assert [s["epc"] for s in Tracer(store, oracle, method).forward(B).sales] == [B]
 
@@ -125,3 +125,20 @@ def test_index_catches_up_with_new_edges(store):
     assert sorted(tracer.forward(F1).nodes) == sorted([F1, MIX1])
     store.capture(events[6:], 1)
     assert sorted(tracer.forward(F1).nodes) == sorted([F1, MIX1, MIX2])
+
+
+def test_an_object_seen_before_it_was_commissioned_gets_its_origin(store):
+    """A receipt may arrive before the lot's commissioning: the stored node then gets its
+    dimension and its origin from the later event (one batched UPDATE per capture)."""
+    from metrotrace.server.trace.build import Builder
+    from metrotrace.server.trace.netgen import lot_urn, sgln
+
+    b, lot = Builder("late-origin"), lot_urn(42, "LATE")
+    store.capture([b.move(5, "receiving", sgln("M", 4), epcs=(lot,))], 1, require_known=False)
+    assert store.rows("SELECT dim, origin FROM trace_node WHERE urn = ?", (lot,)) == [
+        (None, None)]
+    store.capture([b.commission(1, lot, 7 * KG, "mass", sgln("P", 4))], 1)
+    (dim, origin), = store.rows("SELECT dim, origin FROM trace_node WHERE urn = ?", (lot,))
+    event, = store.rows("SELECT id FROM trace_event WHERE biz_step = 'commissioning'")
+    assert (dim, origin) == ("mass", event[0])
+    assert [p["step"] for p in Tracer(store).backward(lot).producers] == ["commissioning"]
