@@ -5,8 +5,13 @@ Starts, in order: an MQTT broker of its own (Mosquitto on a free port), the regi
 SQLite store, one ingest worker, the HTTP API with the dashboard, the server's periodic
 jobs (trace rules, drift engine), a gateway per site (real `metrotrace gateway run`, boards
 on ptys) and six boards running the real firmware under MicroPython (tools/demo_nodes.py),
-which tools/demo_day.py then puts through a compressed market day. It shows progress while
-it runs and prints a summary (tools/demo_summary.py) after `--duration` seconds or Ctrl-C.
+which tools/demo_day.py then puts through a compressed market day; half-way through, an
+intruder replays a batch and forges a sale (tools/demo_intruder.py), which the server must
+refuse. It shows progress while it runs (a live table on a terminal, a status line every
+10 s when the output is piped) and prints a summary (tools/demo_summary.py) after
+`--duration` seconds or Ctrl-C. The drift settings (known check sigma, baseline) are
+written once to DIR/drift-settings.json, which the server's jobs, the dashboard and the
+summary all read.
 
 Invariant: whatever happens (Ctrl-C, a part that fails to start, an exception), every
 process the demo started is stopped before it returns (tools/demo_procs.py), and the
@@ -30,7 +35,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from metrotrace.tools import demo_day, demo_summary, hostnode
+from metrotrace.server.metrology import settings as drift
+from metrotrace.tools import demo_day, demo_intruder, demo_summary, hostnode
 from metrotrace.tools.demo_nodes import NodeRunner, firmware_build
 from metrotrace.tools.demo_procs import (
     Procs,
@@ -40,11 +46,13 @@ from metrotrace.tools.demo_procs import (
     wait_port,
     wait_server_online,
 )
-from metrotrace.tools.demo_scenario import GATEWAYS, NODES, registry, supply
+from metrotrace.tools.demo_scenario import GATEWAYS, NODES, drift_settings, registry, supply
 from metrotrace.tools.storeargs import SQLITE_FILE, default_data_dir
 
 MARKER = ".metrotrace-demo"
 DAY_MS = 86_400_000
+STATUS_EVERY_S = 10.0  # a progress line this often when the output is not a terminal
+INTRUDER_AT = 0.5  # of the day: when the intruder sends its replay and its forgery
 
 
 class DemoError(RuntimeError):
@@ -110,6 +118,8 @@ class Demo:
         self.day = demo_day.Day(duration)
         self.nodes: list[NodeRunner] = []
         self.interrupted = False
+        self.broker_port = 0
+        self.intrusion: dict | None = None
 
     def say(self, text: str) -> None:
         self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
@@ -129,6 +139,7 @@ class Demo:
         broker, kind = start_broker(self.procs, self.data / "broker",
                                     os.environ.get("METROTRACE_DEMO_BROKER", "mosquitto"))
         self.say(f"broker: {kind} on 127.0.0.1:{broker}")
+        self.broker_port = broker
         gateway_keys, node_keys, configs = {}, {}, {}
         for gw in GATEWAYS:
             plans = [p for p in NODES if p.gateway == gw.id]
@@ -151,6 +162,12 @@ class Demo:
         _cli("registry", "load", str(reg), *store)
         self._capture_supply(now)
         self.say(f"registry loaded: 2 sites, 2 gateways, {len(NODES)} nodes, 5 instruments")
+        settings = drift_settings()
+        drift.write(self.data / drift.FILE, settings)
+        self.say(f"drift settings in {drift.FILE} (for the jobs, the dashboard and the "
+                 f"summary): checks have a known sigma of "
+                 f"{next(iter(settings.check_sigma.values()))} g, zero readings a baseline "
+                 f"of {settings.params.baseline}")
         influx = ["--influx-url", self.influx_url] if self.influx_url else []
         worker = self.procs.start("server-worker", [*mt, "server", "run", *store, "--broker",
                                                     f"127.0.0.1:{broker}", "--client-id",
@@ -170,11 +187,29 @@ class Demo:
         wait_port(self.port, 30, api.popen)
         self.say(f"server: ingest worker, drift engine every 2 s, API and dashboard at "
                  f"http://127.0.0.1:{self.port}/")
+        self._wait_jobs()
         for node in self.nodes:
             if not node.ready.wait(30):
                 raise DemoError(f"node {node.plan.hex} did not boot: see "
                                 f"{self.procs.log_dir}/node-{node.plan.hex}.log")
         self.say(f"{len(self.nodes)} nodes booted under MicroPython, each on its gateway's pty")
+        self._wait_clocks()
+
+    def _wait_clocks(self, timeout: float = 30.0) -> None:
+        """Until every node has recorded its clock being set over the link (a `clock_set`
+        event): a record made before carries time since boot (tq 0), which a trace would
+        place in 1970. The boot's own records (power-up, first zero) are made before."""
+        deadline = time.monotonic() + timeout
+        late: list[str] = []
+        while time.monotonic() < deadline and not self.day.stop.is_set():
+            late = [n.plan.hex for n in self.nodes if not n.events["clock_set"]]
+            if not late:
+                self.say("every node's clock set over its link (records carry UTC)")
+                return
+            time.sleep(0.2)
+        if late:
+            self.say(f"[yellow]no clock set on {', '.join(late)} yet: their records carry "
+                     f"time since boot[/yellow]")
 
     def _capture_supply(self, now: int) -> None:
         import sqlite3
@@ -190,9 +225,51 @@ class Demo:
                  f"(4 lots to the market, 1 diesel batch to the station, "
                  f"{net.background_lots} more lots elsewhere)")
 
-    def _progress(self):
+    def _wait_jobs(self, timeout: float = 300.0) -> None:
+        """Until the server's jobs have made a first pass: the first run on a machine
+        compiles the drift engine's kernels (numba), and the day should not start with a
+        server that cannot look at it yet."""
+        began = time.monotonic()
+        told = False
+        jobs = next(p for p in self.procs.items if p.name == "server-jobs")
+        while demo_summary.jobs_pass_started(self.jobs) == 0 and not self.day.stop.is_set():
+            if jobs.popen.poll() is not None:
+                raise DemoError(f"server-jobs stopped (see {self.procs.log_dir})")
+            if time.monotonic() - began > timeout:
+                raise DemoError(f"the server's jobs made no pass in {timeout:.0f} s (see "
+                                f"{self.procs.log_dir}/server-jobs.log)")
+            if not told and time.monotonic() - began > 3:
+                self.say("the drift engine compiles its kernels (numba; the first run on "
+                         "this machine only)...")
+                told = True
+            time.sleep(0.3)
+        if told:
+            self.say(f"drift engine ready ({time.monotonic() - began:.0f} s)")
+
+    def _figures(self) -> tuple[dict, int]:
         made = sum(sum(n.kinds.values()) for n in self.nodes)
-        return demo_summary.progress(demo_summary.live(self.db, self.jobs), made, self.day)
+        return demo_summary.live(self.db, self.jobs), made
+
+    def _progress(self):
+        figures, made = self._figures()
+        return demo_summary.progress(figures, made, self.day)
+
+    def _intrude(self) -> None:
+        """The intruder's one go (in a thread: publishing must not hold up the display)."""
+        try:
+            sent = demo_intruder.attack(self.db, self.broker_port)
+        except Exception as err:  # noqa: BLE001 - the demo goes on; the summary says so
+            sent = {"error": f"{type(err).__name__}: {err}"}
+        self.intrusion = sent
+        if sent is None:
+            return
+        if "error" in sent:
+            self.say(f"[red]the intruder could not publish: {sent['error']}")
+        else:
+            self.say(f"[bold]intruder[/bold] on the market's network: replays a batch "
+                     f"market-1 sent, then a copy with sale seq {sent['record_seq']} made "
+                     f"{demo_intruder.EXTRA_G} g heavier; the server must refuse both "
+                     f"(Rejects page)")
 
     def run_day(self) -> None:
         self.say(f"market day starts ({self.duration:.0f} s). Drift is accelerated: MKT1-S2's "
@@ -200,15 +277,29 @@ class Demo:
                  f"from {self.day.drift_start:.0f} s on (a real one takes months to do this)")
         self.day.started = time.monotonic()
         threads = demo_day.start(self.day, self.nodes)
-        with Live(self._progress(), console=self.console, refresh_per_second=2,
-                  transient=not self.console.is_terminal) as live:
+        intruder: threading.Thread | None = None
+        live = Live(self._progress(), console=self.console, refresh_per_second=2) \
+            if self.console.is_terminal else None
+        next_line = time.monotonic() + STATUS_EVERY_S
+        with live if live is not None else contextlib.nullcontext():
             while self.day.elapsed() < self.duration and not self.day.stop.is_set():
                 dead = [name for name, _ in self.procs.died()]
                 if dead:
                     raise DemoError(f"stopped unexpectedly: {', '.join(dead)} (see "
                                     f"{self.procs.log_dir})")
+                if self.day.elapsed() >= INTRUDER_AT * self.duration and self.intrusion \
+                        is None and (intruder is None or not intruder.is_alive()):
+                    intruder = threading.Thread(target=self._intrude, daemon=True)
+                    intruder.start()
                 time.sleep(0.5)
-                live.update(self._progress())
+                if live is not None:
+                    live.update(self._progress())
+                elif time.monotonic() >= next_line:  # piped (CI, `| tee`): a line at a time
+                    next_line += STATUS_EVERY_S
+                    figures, made = self._figures()
+                    self.say(demo_summary.status_line(figures, made, self.day))
+        if intruder is not None:
+            intruder.join(15)
         self.day.stop.set()
         for t in threads:
             t.join(10)
@@ -285,6 +376,7 @@ def run(duration: float = 90.0, port: int = 8000, data_dir: Path | None = None,
         summary["gateways"] = {gw.id: demo_summary.gateway_counters(
             demo.procs.log_dir / f"gateway-{gw.id}.log") for gw in GATEWAYS}
         summary["processes"] = stopped
+        summary["intruder"] = demo.intrusion
         summary["data_dir"] = str(data)
         summary["dashboard"] = f"http://127.0.0.1:{port}/"
         (data / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

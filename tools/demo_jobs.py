@@ -1,7 +1,7 @@
 """The demo server's periodic jobs, one process: trace rules over newly stored records, and
 the drift engine over the whole store.
 
-    python -m metrotrace.tools.demo_jobs --data-dir DIR [--every 2] [--baseline 50]
+    python -m metrotrace.tools.demo_jobs --data-dir DIR [--every 2]
 
 Each pass:
 1. Records stored since the last pass (by envelope id: the store's own order of arrival)
@@ -9,9 +9,11 @@ Each pass:
    events they make are captured one record at a time, so a record no rule can place
    (a test weight's weighing, a status) is counted by reason and holds nothing up.
 2. The drift engine (server/metrology/monitor.py) recomputes every instrument's state
-   from the store and stores one alert per state change; each change is also written to
-   the trace tables' tolerance history, so a recall lists each sale's instrument with its
-   state at the time of the sale.
+   from the store, with the drift settings of the data directory (DIR/drift-settings.json,
+   which `metrotrace server api --data-dir DIR` and the demo's summary read too), and
+   stores one alert per state change; the monitor also writes each instrument's tolerance
+   history into the trace tables, so a recall lists each sale's instrument with its state
+   at the time of the sale.
 3. A status file (jobs.json, replaced atomically at the end of the pass; "t" is when the
    pass began) says what was done, for the demo's progress display and its summary.
 
@@ -33,13 +35,11 @@ from collections import Counter
 from pathlib import Path
 
 from metrotrace.firmware.metro.wire import record as wire
-from metrotrace.server.metrology import kernels
+from metrotrace.server.metrology import settings
 from metrotrace.server.metrology.monitor import Monitor
 from metrotrace.server.store import open_store
 from metrotrace.server.trace import DocumentError, RuleError
-from metrotrace.server.trace.query import TableTolerance
 from metrotrace.server.trace.store import TraceStore
-from metrotrace.tools.demo_scenario import ZERO_BASELINE, check_sigma
 from metrotrace.tools.demo_scenario import rules as demo_rules
 from metrotrace.tools.storeargs import SQLITE_FILE
 
@@ -96,9 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--every", type=float, default=2.0, help="seconds between passes")
-    parser.add_argument("--baseline", type=int, default=ZERO_BASELINE,
-                        help="zero readings that fix each instrument's baseline (checks use "
-                             "the scenario's known sigma)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -106,10 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
     db = args.data_dir / SQLITE_FILE
     feed = TraceFeed(db)
-    tolerance = TableTolerance(feed.trace)
     store = open_store(f"sqlite:///{db}")
-    monitor = Monitor(store, params=kernels.Params(baseline=args.baseline),
-                      sigma=check_sigma())
+    drift = settings.for_data_dir(args.data_dir)
+    monitor = Monitor(store, params=drift.params, sigma=drift.check_sigma)
     status_path = args.data_dir / "jobs.json"
     passes, changes, took = 0, [], 0.0
     while not stop.is_set():
@@ -117,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         feed.feed()
         now = time.time_ns() // 1_000_000
         for alert in monitor.run(now):
-            tolerance.set_state(alert.instrument, alert.t, alert.kind)
             changes.append({"t": alert.t, "instrument": alert.instrument, "state": alert.kind,
                             "previous": alert.detail.get("previous")})
         passes += 1

@@ -186,6 +186,15 @@ def check_sigma() -> dict[str, float]:
     return {p.scale: CHECK_SIGMA_G for p in NODES if p.scale}
 
 
+def drift_settings():
+    """The drift engine's settings for this fleet (server/metrology/settings.py): written
+    once to the data directory, where the server's jobs, the dashboard and the summary all
+    read them, so they compute the same states."""
+    from metrotrace.server.metrology import kernels, settings
+
+    return settings.Settings(kernels.Params(baseline=ZERO_BASELINE), check_sigma())
+
+
 def registry(gateway_keys: dict[str, str], node_keys: dict[str, str], verified_ms: int,
              due_ms: int) -> dict:
     """The JSON form of a registry file (docs/server.md) for `metrotrace registry load`."""

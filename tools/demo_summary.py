@@ -21,9 +21,10 @@ from rich.table import Table
 from metrotrace.firmware.metro.wire import record as wire
 from metrotrace.server.trace.query import TableTolerance, Tracer
 from metrotrace.server.trace.store import TraceStore
-from metrotrace.tools.demo_scenario import NODES, RECALLED, ZERO_BASELINE, check_sigma
+from metrotrace.tools.demo_scenario import NODES, RECALLED
 
 FLAGGED = ("out_of_tolerance", "drifting", "warning", "overdue_verification")
+FIGURES = ("checks", "out", "cusum", "ewma", "confirmed", "zero_alarms", "first_alarm_ms")
 
 
 def live(db: Path, jobs: Path) -> dict:
@@ -70,6 +71,15 @@ def progress(figures: dict, made: int, day) -> Table:
     if day.checks_refused:
         t.add_row("checks", f"[red]refused by the firmware: {day.checks_refused}")
     return t
+
+
+def status_line(figures: dict, made: int, day) -> str:
+    """One line of progress, for output that is not a terminal (CI, `| tee`)."""
+    flagged = ", ".join(f"{k} {v}" for k, v in sorted((figures["states"] or {}).items())
+                        if v != "ok") or "none yet"
+    return (f"{day.elapsed():.0f} of {day.duration:.0f} s: {made} records made, "
+            f"{figures['stored']} stored, {figures['rejects']} rejected; "
+            f"{figures['trace'].get('sales', 0)} sales traced; flagged: {flagged}")
 
 
 def _status(jobs: Path) -> dict:
@@ -132,22 +142,19 @@ def _audit_events(conn: sqlite3.Connection) -> dict[bytes, list[dict]]:
 
 
 def fleet_report(db: Path) -> list[dict]:
-    """The drift engine's report now, with the demo's settings (as demo_jobs runs it)."""
-    import numpy as np
-
-    from metrotrace.server.metrology import analysis, kernels, storeio
+    """The drift engine's report now, as the dashboard computes it (server/dashboard/
+    states.py) with the drift settings of the data directory, which the server's jobs
+    (the monitor) use too: the summary, the alerts and the page cannot disagree."""
+    from metrotrace.server.dashboard import states
+    from metrotrace.server.metrology import settings
     from metrotrace.server.store import open_store
 
     store = open_store(f"sqlite:///{db}")
     try:
-        loaded = storeio.load(store)
+        return states.report(store, time.time_ns() // 1_000_000,
+                             settings=settings.for_data_dir(db.parent))
     finally:
         store.close()
-    sigma = check_sigma()
-    return analysis.report(loaded.instruments, loaded.verified, loaded.due, loaded.data,
-                           time.time_ns() // 1_000_000,
-                           params=kernels.Params(baseline=ZERO_BASELINE),
-                           sigma=np.array([sigma.get(i.id, np.nan) for i in loaded.instruments]))
 
 
 def collect(db: Path, logs: Path, nodes: dict, day: dict) -> dict:
@@ -176,7 +183,8 @@ def collect(db: Path, logs: Path, nodes: dict, day: dict) -> dict:
     node_of = {p.scale or p.pump: p.node for p in NODES if p.scale or p.pump}
     fleet = fleet_report(db)
     flagged = [{"instrument": r["instrument"], "state": r["state"],
-                "why": _why(r, audit.get(node_of.get(r["instrument"], b""), []))}
+                "why": _why(r, audit.get(node_of.get(r["instrument"], b""), [])),
+                "figures": {k: r.get(k) for k in FIGURES}}
                for r in fleet if r["state"] in FLAGGED]
     trace = TraceStore(sqlite3.connect(db, timeout=30))
     found = Tracer(trace, TableTolerance(trace)).forward(RECALLED.urn)
@@ -249,6 +257,15 @@ def render(s: dict, console: Console) -> None:
                        f"{sum(sale['qty_mg'] or 0 for sale in sales) / 1e6:.3f}",
                        ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
     console.print(Group(records, flagged, recall))
+    intruder = s.get("intruder")
+    if intruder and "error" not in intruder:
+        refused = {k: v for k, v in s["rejects"].items() if k in ("replay", "bad_signature")}
+        console.print(f"intruder: sent {' and '.join(intruder['sent'])} on {intruder['topic']}; "
+                      f"the server refused {sum(refused.values())} of 2 "
+                      f"({', '.join(f'{k} {v}' for k, v in sorted(refused.items())) or 'none'})"
+                      f"; the dashboard's Rejects page shows their bytes")
+    elif intruder:
+        console.print(f"[red]intruder: {intruder['error']}[/red]")
     if s["day"].get("checks_refused"):
         console.print(f"[red]the firmware refused the inspector's check command "
                       f"({s['day']['checks_refused']}): without checks only zero readings "

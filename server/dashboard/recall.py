@@ -4,12 +4,15 @@ graph of places and instruments, with each sale's instrument state.
 Invariant: the trace itself is `server.trace`'s (`Tracer.forward`, `report.rows` and
 `report.summary`); this module only names the lot, opens the trace tables read-only on
 the store's database, and arranges the trace as a graph: the lot, every place that held
-it or something made or packed from it (an edge for each move, in time order), and every
-instrument that sold it (an edge from the place of sale).
+it or something made or packed from it, and every instrument that sold it. An edge is a
+movement that happened (graph()): from the place that shipped to the place that received,
+a transformation's inputs to its place, a stall from its site, a sale to its instrument;
+places are never chained merely because one held the lot after another.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +21,7 @@ from metrotrace.server.trace import CodeError, gs1
 from metrotrace.server.trace import report as trace_report
 from metrotrace.server.trace.query import SALE_STEPS, TableTolerance, Trace, Tracer
 from metrotrace.server.trace.store import TraceStore
+from metrotrace.server.trace.vocab import RECEIVE_STEPS, SHIP_STEPS, unit_of
 
 from ..store.rows import Store
 
@@ -98,11 +102,56 @@ def recall(ts: TraceStore, urn: str, fleet: dict[str, dict]) -> dict:
     return {"lot": urn, "found": bool(trace.nodes), "summary": trace_report.summary(trace),
             "rows": trace_report.rows(trace), "sales": sales,
             "holders": trace.holders, "transformations": trace.transformations,
-            "graph": graph(trace, fleet)}
+            "graph": graph(trace, fleet, movements(ts, trace.nodes))}
 
 
-def graph(trace: Trace, fleet: dict[str, dict]) -> dict:
-    """{"nodes": [{id, kind, label, ...}], "edges": [{src, dst, label, count, qty, unit}]}"""
+def movements(ts: TraceStore, urns: list[str]) -> list[dict]:
+    """Every shipping and receiving (commissioning included) of the traced objects, with
+    the EPCIS source and destination locations when the event names them, and the
+    container a touch was expanded from (`via`)."""
+    steps = ", ".join(f"'{s}'" for s in (*SHIP_STEPS, *RECEIVE_STEPS))
+    rows = ts.rows_in(
+        "SELECT n.urn, v.urn, e.time, e.biz_step, e.location, e.doc, t.qty, t.dim"
+        " FROM trace_touch t JOIN trace_event e ON e.id = t.event"
+        " JOIN trace_node n ON n.id = t.node LEFT JOIN trace_node v ON v.id = t.via"
+        f" WHERE t.role IN ('obs', 'parent') AND e.biz_step IN ({steps}) AND n.urn", urns)
+    out = []
+    for urn, via, time, step, location, doc, qty, dim in rows:
+        data = json.loads(doc) if doc else {}
+        out.append({"epc": urn, "via": via, "time": int(time), "step": step,
+                    "ship": step in SHIP_STEPS, "location": location, "qty": qty,
+                    "unit": unit_of(dim),
+                    "source": _sdt_location(data.get("sourceList"), "source"),
+                    "destination": _sdt_location(data.get("destinationList"), "destination")})
+    out.sort(key=lambda m: (m["time"], not m["ship"], m["epc"]))
+    return out
+
+
+def _sdt_location(entries, key: str) -> str | None:
+    """The location-type entry of an EPCIS sourceList / destinationList (CBV `location`,
+    however the type is spelled: `location`, `urn:epcglobal:cbv:sdt:location`, ...SDT-location)."""
+    for entry in entries or ():
+        kind = str(entry.get("type", "")).rsplit(":", 1)[-1].rsplit("-", 1)[-1]
+        if kind == "location" and entry.get(key):
+            return entry[key]
+    return None
+
+
+def site_of(location: str) -> str | None:
+    """The site a sub-location belongs to: an SGLN with a non-zero extension (a stall,
+    a dock) -> the same GLN with extension 0; None for anything else."""
+    if not location.startswith("urn:epc:id:sgln:"):
+        return None
+    head, _, ext = location.rpartition(".")
+    return f"{head}.0" if ext not in ("", "0") and head.count(".") == 1 else None
+
+
+def graph(trace: Trace, fleet: dict[str, dict], moves: list[dict]) -> dict:
+    """{"nodes": [{id, kind, label, ...}], "edges": [{src, dst, kind, objects, count, ...}]}.
+    An edge is a movement that happened: a receipt from the location the EPCIS event names
+    as its source, else from the last place that shipped that object before it (and did not
+    ship it elsewhere by name), else from the last place that held it; a transformation's
+    input to its location; a sub-location (a stall) from its site; a sale to its instrument."""
     nodes: dict[str, dict] = {"lot": {"id": "lot", "kind": "lot", "label": trace.start}}
     edges: dict[tuple[str, str], dict] = {}
 
@@ -113,41 +162,67 @@ def graph(trace: Trace, fleet: dict[str, dict]) -> dict:
         nodes.setdefault(key, {"id": key, "kind": "place", "label": location})
         return key
 
-    def edge(src: str, dst: str, epc: str, qty: int | None, unit: str | None) -> None:
+    def edge(src: str, dst: str, epc: str, qty: int | None, unit: str | None,
+             kind: str = "move") -> None:
         if src == dst:
             return
-        e = edges.setdefault((src, dst), {"src": src, "dst": dst, "objects": [], "count": 0,
-                                          "qty": 0, "unit": unit})
+        e = edges.setdefault((src, dst), {"src": src, "dst": dst, "kind": kind, "objects": [],
+                                          "count": 0, "qty": 0, "unit": unit})
         if epc not in e["objects"]:
             e["objects"].append(epc)
         e["count"] += 1
         e["qty"] += qty or 0
 
-    stops: dict[str, list[tuple[int, str, int | None, str | None]]] = {}
-    for h in trace.holders:
-        stops.setdefault(h["epc"], []).append((h["first"], h["location"], h["received"],
-                                               h["unit"]))
-    for t in trace.transformations:
-        for o in t["outputs"]:
-            stops.setdefault(o["epc"], []).append((t["time"], t["location"], o["qty"],
-                                                   o["unit"]))
-    entered: set[str] = set()
-    for epc, visits in sorted(stops.items(), key=lambda kv: min(v[0] for v in kv[1])):
-        visits.sort(key=lambda v: v[0])
-        first = place(visits[0][1])
-        if epc == trace.start or first not in entered:
-            edge("lot", first, epc, visits[0][2], visits[0][3])
-        entered.add(first)
-        for (_, a, _, _), (_, b, qty, unit) in zip(visits, visits[1:], strict=False):
-            edge(place(a), place(b), epc, qty, unit)
-            entered.add(place(b))
+    held: dict[str, list[tuple[int, str]]] = {}  # object -> (since, location), in order
+    ships: dict[str, list[dict]] = {}
+    events = [(m["time"], 0, m) for m in moves] + [
+        (t["time"], 1, t) for t in trace.transformations]
+    for _, is_transform, m in sorted(events, key=lambda x: (x[0], x[1])):
+        if is_transform:  # inputs go to its location; outputs are held there from now on
+            for i in m["inputs"]:
+                before = held.get(i["epc"])
+                if before and m["location"]:
+                    edge(place(before[-1][1]), place(m["location"]), i["epc"], i["qty"],
+                         i["unit"])
+            for o in m["outputs"]:
+                if m["location"]:
+                    place(m["location"])
+                    held.setdefault(o["epc"], []).append((m["time"], m["location"]))
+            continue
+        epc, where = m["epc"], m["location"]
+        if m["ship"]:
+            ships.setdefault(epc, []).append(m)
+            continue
+        if where is None:
+            continue
+        label = m["via"] or epc
+        src = m["source"]
+        if src is None and m["step"] != "commissioning":  # commissioning: it starts here
+            shipped = [s for s in ships.get(epc, ()) if s["location"] not in (None, where)
+                       and s["destination"] in (None, where)]
+            before = [loc for _, loc in held.get(epc, ()) if loc != where]
+            src = shipped[-1]["location"] if shipped else before[-1] if before else None
+        # nothing shipped it here and nothing held it before: it starts here (the lot's
+        # commissioning), or enters unexplained, drawn from the lot
+        edge(place(src) if src else "lot", place(where), label, m["qty"], m["unit"])
+        held.setdefault(epc, []).append((m["time"], where))
     for s in trace.sales:
         key = "inst:" + (s["instrument"] or "?")
         state = fleet.get(s["instrument"] or "")
         nodes.setdefault(key, {"id": key, "kind": "instrument", "label": s["instrument"],
                                "place": s["location"],
                                "state": state["state"] if state else None})
-        edge(place(s["location"]), key, s["epc"], s["qty"], s["unit"])
+        edge(place(s["location"]), key, s["epc"], s["qty"], s["unit"], "sale")
+    reached = {e["dst"] for e in edges.values()}
+    for key, n in list(nodes.items()):  # a stall where things were sold: from its site
+        if n["kind"] == "place" and key not in reached:
+            site = site_of(n["label"])
+            edge(place(site) if site else "lot", key, n["label"], None, None,
+                 "site" if site else "move")
+            if site:
+                n["site"] = site
+            if site and "loc:" + site not in reached:
+                edge("lot", "loc:" + site, trace.start, None, None)
     kept = list(nodes.values())[:GRAPH_LIMIT]
     ids = {n["id"] for n in kept}
     return {"nodes": kept, "edges": [e for e in edges.values()
@@ -155,14 +230,14 @@ def graph(trace: Trace, fleet: dict[str, dict]) -> dict:
             "truncated": len(nodes) > GRAPH_LIMIT}
 
 
-def record_tolerance(ts: TraceStore, fleet: list[dict]) -> None:
+def record_tolerance(ts: TraceStore, fleet: list[dict], now_ms: int | None = None) -> None:
     """Write each instrument's tolerance history, as the engine knows it, into the trace
-    tables (trace_tolerance): in tolerance from its verification, then its state from its
-    first alarm. For the process that runs the metrology engine (the demo, a monitor): the
-    dashboard itself only reads."""
-    oracle = TableTolerance(ts)
-    for row in fleet:
-        oracle.set_state(row["instrument"], row.get("verified_on") or 0, "in_tolerance")
-        if row.get("first_alarm_ms") is not None and row["state"] in ("out_of_tolerance",
-                                                                       "drifting"):
-            oracle.set_state(row["instrument"], row["first_alarm_ms"], row["state"])
+    tables (server/trace/tolerance.py: ok from its verification, then its state from its
+    first alarm). For the process that runs the metrology engine (the sample; `server run`
+    does it in its monitor): the dashboard itself only reads."""
+    import time
+
+    from metrotrace.server.trace import tolerance
+
+    now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    tolerance.record(ts, fleet, [row.get("verified_on") or 0 for row in fleet], now)

@@ -20,7 +20,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
-from metrotrace.server.metrology import MetrologyError, kernels, tables
+from metrotrace.server.metrology import MetrologyError, tables
+from metrotrace.server.metrology.settings import Settings
 from metrotrace.server.trace import CodeError
 from metrotrace.server.trace import report as trace_report
 
@@ -32,6 +33,7 @@ STATIC = Path(__file__).with_name("static")
 MEDIA = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
          ".html": "text/html", ".txt": "text/plain"}
 CACHE_S = 10.0
+DOCS_FILES = ("apidocs.js", "charts.js", "ui.js", "style.css", "favicon.svg")
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
@@ -65,20 +67,53 @@ def pulse(store: Store) -> dict:
             "instruments": store.count("instruments"), "now": now_ms()}
 
 
+def static_file(name: str, allowed: tuple[str, ...] | None = None) -> FileResponse:
+    """A file of static/ (no subfolders, no dot files, known types only)."""
+    path = STATIC / name
+    if "/" in name or name.startswith(".") or not path.is_file() \
+            or path.suffix not in MEDIA or (allowed is not None and name not in allowed):
+        raise HTTPException(404, f"name: no static file {name!r}")
+    return FileResponse(path, media_type=MEDIA[path.suffix],
+                        headers={"Cache-Control": "no-cache"})
+
+
+def api_docs_router() -> APIRouter:
+    """`/docs`: the HTTP API reference drawn from /openapi.json by a local page (FastAPI's
+    Swagger UI loads from a CDN; create_app turns it off). Served with or without the
+    dashboard."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/docs", response_class=HTMLResponse)
+    def docs() -> HTMLResponse:
+        return HTMLResponse((STATIC / "api.html").read_text(encoding="utf-8"))
+
+    @router.get("/docs/static/{name}")
+    def docs_static(name: str) -> FileResponse:
+        return static_file(name, DOCS_FILES)
+
+    return router
+
+
 def make_router(tables_dir: str | Path | None = None,
-                params: kernels.Params | None = None) -> APIRouter:
-    """The dashboard: include it in the API app (`create_app(..., routers=[...])`)."""
+                settings: Settings | None = None) -> APIRouter:
+    """The dashboard: include it in the API app (`create_app(..., routers=[...])`).
+    `settings`: the drift settings the monitor of this store uses (metrology/settings.py;
+    default the engine's), so that the page shows the states the alerts record."""
     router = APIRouter(include_in_schema=False)
     tabs = tables.load(tables_dir)
+    settings = settings or Settings()
     cache = Cache()
 
     def version(store: Store) -> tuple:
         p = pulse(store)
         return (p["records"], p["rejects"], p["alerts"], p["instruments"])
 
-    def fleet(store: Store) -> list[dict]:
+    def computed(store: Store) -> states.Fleet:
         return cache.get("fleet", version(store),
-                         lambda: states.report(store, now_ms(), tabs, params))
+                         lambda: states.fleet(store, now_ms(), tabs, settings))
+
+    def fleet(store: Store) -> list[dict]:
+        return computed(store).rows
 
     def by_id(store: Store) -> dict[str, dict]:
         return {r["instrument"]: r for r in fleet(store)}
@@ -89,12 +124,7 @@ def make_router(tables_dir: str | Path | None = None,
 
     @router.get("/dashboard/static/{name}")
     def static(name: str) -> FileResponse:
-        path = STATIC / name
-        if "/" in name or name.startswith(".") or not path.is_file() \
-                or path.suffix not in MEDIA:
-            raise HTTPException(404, f"name: no static file {name!r}")
-        return FileResponse(path, media_type=MEDIA[path.suffix],
-                            headers={"Cache-Control": "no-cache"})
+        return static_file(name)
 
     @router.get("/dashboard/api/pulse")
     def api_pulse(store: StoreDep) -> dict:
@@ -104,20 +134,23 @@ def make_router(tables_dir: str | Path | None = None,
     def api_fleet(store: StoreDep) -> dict:
         reg = store.registry()
         return {"now": now_ms(), "sites": [{"id": s.id, "name": s.name} for s in reg["sites"]],
-                "instruments": fleet(store)}
+                "instruments": fleet(store), "settings": settings.as_dict()}
 
     @router.get("/dashboard/api/instrument/{instrument}")
     def api_instrument(instrument: str, store: StoreDep) -> dict:
         row = next((i for i in store.registry()["instruments"] if i.id == instrument), None)
         if row is None:
             raise HTTPException(404, f"instrument: {instrument!r} is not registered")
-        state = by_id(store)[instrument]
+        fleet_now = computed(store)  # outside the series' computation: the cache's lock
+        state = {r["instrument"]: r for r in fleet_now.rows}[instrument]
         try:
             charts = cache.get("series:" + instrument, version(store),
-                               lambda: series.series(store, row, tabs, params))
+                               lambda: series.series(fleet_now, row, tabs, store))
         except MetrologyError as exc:
             charts = {"checks": [], "zeros": [], "events": series.events(store, row),
                       "limits": {}, "error": str(exc)}
+        if state["state"] == states.UNKNOWN and not charts.get("error"):
+            charts["error"] = state["reasons"][0]
         alerts = [a for a in evidence.stored_alerts(store) if a["instrument"] == instrument]
         return {"instrument": state, "charts": charts, "alerts": alerts}
 

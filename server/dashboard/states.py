@@ -2,13 +2,17 @@
 engine's report over the store (metrology.storeio + metrology.analysis), with the registry
 facts, the reasons in words and a sparkline of recent checks.
 
-Invariant: every state here is the engine's; this module never decides one, except
-`unknown` when the engine cannot run (an instrument the MPE tables do not cover: the
-reason names the field) and `withdrawn` for instruments the engine leaves out.
+Invariant: every state here is the engine's, computed with the same drift settings
+(metrology/settings.py: kernel parameters, known check sigma per instrument) that the
+monitor storing the alerts uses, so the page and the alerts agree; this module never
+decides a state, except `unknown` when the engine cannot run (an instrument the MPE tables
+do not cover: the reason names the field) and `withdrawn` for instruments the engine
+leaves out.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 
@@ -16,11 +20,11 @@ from metrotrace.server.metrology import (
     InstrumentError,
     MetrologyError,
     analysis,
-    kernels,
     storeio,
     tables,
 )
 from metrotrace.server.metrology.mpe import Instrument, mpe
+from metrotrace.server.metrology.settings import Settings
 
 from ..store.rows import InstrumentRow, Store
 
@@ -53,25 +57,44 @@ def metrology_instrument(row: InstrumentRow, tabs: dict) -> Instrument:
     return inst
 
 
-def report(store: Store, now_ms: int, tabs: dict | None = None,
-           params: kernels.Params | None = None, tables_dir=None) -> list[dict]:
+@dataclass
+class Fleet:
+    """The engine's report over a store, and the columns it was computed from (the
+    instrument pages fold the same columns, so their charts count what the report counts)."""
+
+    rows: list[dict]
+    loaded: storeio.Loaded | None
+    settings: Settings
+
+    def index(self, instrument: str) -> int | None:
+        if self.loaded is None:
+            return None
+        return next((i for i, inst in enumerate(self.loaded.instruments)
+                     if inst.id == instrument), None)
+
+
+def fleet(store: Store, now_ms: int, tabs: dict | None = None,
+          settings: Settings | None = None, tables_dir=None) -> Fleet:
     """One row per registered instrument: registry facts, the engine's state and figures
-    (metrology.analysis.report over metrology.storeio.load), the reasons in words, and the
-    last normalised check errors (`spark`)."""
+    (metrology.analysis.report over metrology.storeio.load, with `settings`), the reasons
+    in words, and the last normalised check errors (`spark`)."""
+    settings = settings or Settings()
     tabs = tabs if tabs is not None else tables.load(tables_dir)
     registry = store.registry()["instruments"]
     rows: dict[str, dict] = {}
-    problem = None
+    problem = loaded = None
     try:
         loaded = storeio.load(store, type_tables(store, tabs))
+        ids = [inst.id for inst in loaded.instruments]
         found = analysis.report(loaded.instruments, loaded.verified, loaded.due, loaded.data,
-                                now_ms, tables_dir=tables_dir, params=params)
+                                now_ms, tables_dir=tables_dir, params=settings.params,
+                                sigma=settings.sigma(ids))
         checks = loaded.data["check"]
         for i, (inst, out) in enumerate(zip(loaded.instruments, found, strict=True)):
             out["spark"] = _spark(inst, int(loaded.verified[i]), checks, i, tabs)
             rows[inst.id] = out
     except MetrologyError as exc:  # one instrument the tables cannot cover stops the engine
-        problem = str(exc)
+        problem, loaded = str(exc), None
     result = []
     for row in registry:
         out = rows.get(row.id)
@@ -81,7 +104,13 @@ def report(store: Store, now_ms: int, tabs: dict | None = None,
         out.update(registry_facts(row))
         out["reasons"] = reasons(out, now_ms, problem)
         result.append(out)
-    return result
+    return Fleet(result, loaded, settings)
+
+
+def report(store: Store, now_ms: int, tabs: dict | None = None,
+           settings: Settings | None = None, tables_dir=None) -> list[dict]:
+    """fleet(...).rows: what the overview shows."""
+    return fleet(store, now_ms, tabs, settings, tables_dir).rows
 
 
 def registry_facts(row: InstrumentRow) -> dict:

@@ -85,8 +85,13 @@ def _from_store(args: argparse.Namespace, now: int, on_batch):
         loaded = storeio.load(store, type_tables)
     finally:
         store.close()
+    from metrotrace.server.metrology import settings
+    from metrotrace.tools.storeargs import default_data_dir
+
+    s = settings.resolve(args.drift_settings, args.data_dir or default_data_dir(), args.db)
     report = analysis.report(loaded.instruments, loaded.verified, loaded.due, loaded.data, now,
-                             tables_dir=args.tables, batches=args.batches, on_batch=on_batch)
+                             tables_dir=args.tables, batches=args.batches, on_batch=on_batch,
+                             params=s.params, sigma=s.sigma([i.id for i in loaded.instruments]))
     return report, dict(loaded.skipped)
 
 
@@ -110,4 +115,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.add_argument("--all", action="store_true", help="list instruments that are ok too")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--drift-settings", default=None, metavar="FILE",
+                   help="engine settings (known check sigma, baseline) for a store; default: "
+                   "DATA_DIR/drift-settings.json when it exists, as the dashboard uses")
     p.set_defaults(func=_analyze)

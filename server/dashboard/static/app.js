@@ -37,6 +37,9 @@ async function draw(keepScroll = false) {
     view.dataset.ready = location.hash || "#/";
   } catch (e) {
     view.innerHTML = `<p class="error">Could not load this page: ${esc(e.message)}</p>`;
+    // an answer of the server or a lost connection is shown; anything else is a bug
+    if (e.status === undefined && !(e instanceof TypeError && /fetch/i.test(e.message))) console.error(e);
+    view.dataset.ready = "error";
   }
   if (keepScroll) window.scrollTo(0, y); else window.scrollTo(0, 0);
   drawing = false;

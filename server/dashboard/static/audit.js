@@ -64,13 +64,26 @@ export async function gateways() {
     Old keys stay listed after rotation or revocation, so archived batches remain verifiable.</p><div class="stack">${cards}</div>`;
 }
 
+// What each reject reason means (server/ingest/core.py; docs/server.md lists them).
+const MEANING = {
+  replay: "this exact batch was already stored: sent again (a replay, or a resend the broker delivered twice)",
+  bad_signature: "the gateway's Ed25519 signature does not verify over these bytes: altered after signing, or forged",
+  unknown_key: "signed by a key the registry does not know",
+  revoked_key: "signed by a revoked key",
+  forgery: "same (node, seq) as a stored record, other bytes: kept as evidence, an alert raised",
+  bad_tag: "the node's HMAC tag does not match the record's bytes",
+  unknown_node: "a record from a node the registry does not know",
+  malformed: "not a well-formed signed batch",
+  bad_record: "a record that does not decode",
+};
+
 export async function rejects() {
   const list = await api("/rejects?limit=1000");
   const counts = {};
   for (const r of list) counts[r.reason] = (counts[r.reason] || 0) + 1;
   const chips = Object.entries(counts).sort((a, b) => b[1] - a[1])
     .map(([r, n]) => `<span class="chip">${esc(r)} <b>${n}</b></span>`).join("");
-  const rows = list.slice().reverse().map((r) => `<tr data-reason="${esc(r.reason)}"><td>${stamp(r.received)}</td><td><b>${esc(r.reason)}</b></td>
+  const rows = list.slice().reverse().map((r) => `<tr data-reason="${esc(r.reason)}"><td>${stamp(r.received)}</td><td><b>${esc(r.reason)}</b>${MEANING[r.reason] ? `<br><small class="meaning">${esc(MEANING[r.reason])}</small>` : ""}</td>
     <td>${esc(r.detail)}</td><td>${esc(r.gateway || "—")}</td><td><code>${esc(r.node || "—")}</code></td><td>${r.seq ?? "—"}</td>
     <td class="hex mono">${esc((r.data || "").slice(0, 48))}${(r.data || "").length > 48 ? "…" : ""}</td></tr>`);
   return `<h1>Rejects</h1><p class="sub">Messages and records the server refused, with the reason and the bytes as received

@@ -6,7 +6,10 @@ export const esc = (v) => String(v ?? "").replace(/[&<>"']/g,
 
 export const day = (ms) => ms == null ? "—" : new Date(ms).toISOString().slice(0, 10);
 export const stamp = (ms) => ms == null ? "—" :
-  new Date(ms).toISOString().slice(0, 16).replace("T", " ");
+  new Date(ms).toISOString().slice(0, 19).replace("T", " ");
+// A moment near `now` (within two days) with its time of day, a far one as a date.
+export const when = (ms, now) => ms == null ? "—" :
+  Math.abs(ms - now) < 2 * 86400000 ? `${stamp(ms)} UTC` : day(ms);
 
 function niceTicks(lo, hi, n = 5) {
   const span = hi - lo || 1;
@@ -17,12 +20,20 @@ function niceTicks(lo, hi, n = 5) {
   return out;
 }
 
-function timeTicks(t0, t1) {
-  const DAY = 86400000, span = t1 - t0;
-  const step = [DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 91 * DAY, 182 * DAY, 365 * DAY]
-    .find((s) => span / s <= 8) || 730 * DAY;
+const S = 1000, MIN = 60 * S, HOUR = 60 * MIN, DAY = 24 * HOUR;
+const STEPS = [S, 2 * S, 5 * S, 10 * S, 15 * S, 30 * S, MIN, 2 * MIN, 5 * MIN, 10 * MIN, 15 * MIN,
+  30 * MIN, HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY,
+  30 * DAY, 91 * DAY, 182 * DAY, 365 * DAY];
+
+// Ticks on round UTC times, at most 8, labelled as finely as their step needs.
+export function timeTicks(t0, t1) {
+  const span = t1 - t0;
+  const step = STEPS.find((s) => span / s <= 8) || 730 * DAY;
+  const iso = (t) => new Date(t).toISOString();
+  const label = step < MIN ? (t) => iso(t).slice(11, 19) : step < DAY ? (t) => iso(t).slice(11, 16)
+    : (t) => iso(t).slice(5, 10);
   const out = [];
-  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) out.push(t);
+  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) out.push([t, label(t)]);
   return out;
 }
 
@@ -32,7 +43,8 @@ function timeTicks(t0, t1) {
 export function chart(o) {
   const W = o.width || 900, H = o.height || 240, L = 58, R = 16, T = 12, B = 28;
   let [t0, t1] = o.t, [lo, hi] = o.y;
-  if (t1 <= t0) t1 = t0 + 86400000;
+  if (t1 <= t0) { t0 -= 30 * S; t1 = t0 + 60 * S; }
+  const tpad = (t1 - t0) * 0.02; t0 -= tpad; t1 += tpad;  // end points off the axes
   if (hi <= lo) { hi = lo + 1; }
   const pad = (hi - lo) * 0.06; lo -= pad; hi += pad;
   const x = (t) => L + (t - t0) / (t1 - t0) * (W - L - R);
@@ -44,14 +56,15 @@ export function chart(o) {
     parts.push(`<line class="grid" x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}"/>`,
       `<text class="tick" x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${esc(fmt(v))}</text>`);
   }
-  for (const t of timeTicks(t0, t1)) {
+  for (const [t, text] of timeTicks(t0, t1)) {
     parts.push(`<line class="grid" x1="${x(t)}" x2="${x(t)}" y1="${T}" y2="${H - B}"/>`,
-      `<text class="tick" x="${x(t)}" y="${H - B + 16}" text-anchor="middle">${day(t).slice(5)}</text>`);
+      `<text class="tick" x="${x(t)}" y="${H - B + 16}" text-anchor="middle">${text}</text>`);
   }
   for (const layer of o.layers) {
     const cls = layer.cls || "";
     if (layer.vspan) {
-      const [a, b] = layer.vspan;
+      const a = Math.max(layer.vspan[0], t0), b = Math.min(layer.vspan[1], t1);
+      if (!(b >= a)) continue;
       parts.push(`<rect class="${cls}" x="${x(a)}" y="${T}" width="${Math.max(1, x(b) - x(a))}" height="${H - T - B}"><title>${esc(layer.label || "")}</title></rect>`);
       if (layer.label) parts.push(`<text class="lab" x="${x(a) + 4}" y="${T + 12}">${esc(layer.label)}</text>`);
     } else if (layer.band) {
@@ -82,8 +95,9 @@ export function chart(o) {
       parts.push(`<line class="${cls || "limit"}" x1="${L}" x2="${W - R}" y1="${y(layer.hline)}" y2="${y(layer.hline)}"/>`);
       if (layer.label) parts.push(`<text class="lab" x="${W - R - 4}" y="${y(layer.hline) - 4}" text-anchor="end">${esc(layer.label)}</text>`);
     } else if (layer.vline !== undefined) {
+      if (layer.vline < t0 || layer.vline > t1) continue;  // off the fitted axis
       parts.push(`<line class="${cls || "now"}" x1="${x(layer.vline)}" x2="${x(layer.vline)}" y1="${T}" y2="${H - B}"/>`);
-      if (layer.label) parts.push(`<text class="lab" x="${x(layer.vline) - 4}" y="${T + 12}" text-anchor="end">${esc(layer.label)}</text>`);
+      if (layer.label) parts.push(`<text class="lab" x="${x(layer.vline) - 4}" y="${layer.bottom ? H - B - 6 : T + 12}" text-anchor="end">${esc(layer.label)}</text>`);
     }
   }
   parts.push(`<line class="axis" x1="${L}" x2="${L}" y1="${T}" y2="${H - B}"/>`,

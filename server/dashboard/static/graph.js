@@ -1,10 +1,14 @@
-// The recall graph: the lot on the left, the places that held it in the order it moved,
-// the instruments that sold it on the right. Layers come from the longest path from the
-// lot (back edges of a cycle are ignored); order within a layer follows the parents.
+// The recall graph: the lot on the left, then the places that held it, each one column
+// after the place it came from (edges are movements that happened: server/dashboard/
+// recall.py), each instrument one column after the place where it sold. Layers come from
+// the longest path from the lot (back edges of a cycle are ignored); order within a layer
+// follows the parents.
 import { esc } from "./charts.js";
 
 const STATE_CLASS = (s) => `s-${s || "none"}`;
 const short = (urn) => String(urn || "?").replace(/^urn:epc:(id|class):[a-z]+:/, "");
+// an SGLN without its company prefix (MKT1.1): enough beside a state in a small box
+const where = (urn) => String(urn || "").startsWith("urn:epc:id:sgln:") ? short(urn).split(".").slice(1).join(".") : short(urn);
 
 function layers(nodes, edges) {
   const out = new Map(nodes.map((n) => [n.id, []]));
@@ -21,8 +25,6 @@ function layers(nodes, edges) {
   };
   visit("lot");
   for (const n of nodes) if (!depth.has(n.id)) depth.set(n.id, 1);
-  const maxPlace = Math.max(0, ...nodes.filter((n) => n.kind !== "instrument").map((n) => depth.get(n.id)));
-  for (const n of nodes) if (n.kind === "instrument") depth.set(n.id, maxPlace + 1);
   return depth;
 }
 
@@ -58,16 +60,17 @@ export function drawGraph(graph) {
     const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2, mx = (x1 + x2) / 2;
     const sale = e.dst.startsWith("inst:");
     const name = (urn) => String(urn).split(/[.:]/).pop();
-    const label = sale ? `${e.count} sale${e.count === 1 ? "" : "s"}` : name(e.objects[0]) + (e.objects.length > 1 ? ` +${e.objects.length - 1}` : "");
-    parts.push(`<path class="edge${sale ? " sale" : ""}" d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}" marker-end="url(#arrow)"><title>${esc(e.objects.join("\n"))}</title></path>`,
+    const label = sale ? `${e.count} sale${e.count === 1 ? "" : "s"}` : e.kind === "site" ? "on site"
+      : name(e.objects[0]) + (e.objects.length > 1 ? ` +${e.objects.length - 1}` : "");
+    parts.push(`<path class="edge${sale ? " sale" : ""}${e.kind === "site" ? " site" : ""}" d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}" marker-end="url(#arrow)"><title>${esc(e.objects.join("\n"))}</title></path>`,
       `<text class="elab" x="${mx}" y="${(y1 + y2) / 2 - 5}" text-anchor="middle">${esc(label)}</text>`);
   }
   for (const n of nodes) {
     const p = place(n.id);
     const cls = n.kind === "instrument" ? `node instrument ${STATE_CLASS(n.state)}` : `node ${n.kind}`;
-    const title = n.kind === "instrument" ? n.label : short(n.label);
-    const sub = n.kind === "instrument" ? `${(n.state || "not registered").replaceAll("_", " ")} · ${short(n.place)}`
-      : n.kind === "lot" ? "recalled lot" : "holder";
+    const title = short(n.label);
+    const sub = n.kind === "instrument" ? `${(n.state || "not registered").replaceAll("_", " ")} · ${where(n.place)}`
+      : n.kind === "lot" ? "recalled lot" : n.site ? `part of ${where(n.site)}` : "holder";
     const link = n.kind === "instrument" && n.state ? `#/instrument/${encodeURIComponent(n.label)}` : null;
     const box = `<g class="${cls}" transform="translate(${p.x} ${p.y})"><rect width="${NW}" height="${NH}" rx="8"/>
       <text x="12" y="19">${esc(title.length > 26 ? title.slice(0, 25) + "…" : title)}</text>

@@ -18,15 +18,15 @@ export async function recall(params) {
   let r;
   try { r = await api(`/dashboard/api/recall?${q}`); } catch (e) { return form + `<p class="error">${esc(e.message)}</p>`; }
   if (!r.found) return form + `<p class="error">Lot ${esc(r.lot)} is not in the trace tables.</p>`;
-  const s = r.summary, flagged = r.sales.filter((x) => x.after_alarm || (x.tolerance && x.tolerance !== "in_tolerance"));
+  const s = r.summary, flagged = r.sales.filter((x) => x.after_alarm || x.tolerance === "out_of_tolerance");
   const sold = Object.entries(s.sold).map(([u, v]) => qty(v, u)).join(" + ") || "—";
   const tile = (n, l, st = "ok") => `<div class="tile s-${st}"><div class="n">${n}</div><div class="l">${esc(l)}</div></div>`;
-  const sales = r.sales.map((x) => `<tr class="${x.after_alarm || (x.tolerance && x.tolerance !== "in_tolerance") ? "bad" : ""}" data-sale="${esc(x.event)}">
+  const sales = r.sales.map((x) => `<tr class="${x.after_alarm || x.tolerance === "out_of_tolerance" ? "bad" : ""}" data-sale="${esc(x.event)}">
     <td>${stamp(x.time)}</td><td>${esc(short(x.location))}</td>
-    <td>${x.registered ? `<a href="#/instrument/${encodeURIComponent(x.instrument)}">${esc(x.instrument)}</a>` : esc(x.instrument || "—")}</td>
+    <td>${x.registered ? `<a href="#/instrument/${encodeURIComponent(x.instrument)}">${esc(x.instrument)}</a>` : esc(short(x.instrument) || "—")}</td>
     <td class="num">${qty(x.qty, x.unit)}</td><td class="num">${qty(x.measured, x.measured_unit)}</td>
     <td>${x.tolerance ? esc(x.tolerance.replaceAll("_", " ")) : "—"}${x.after_alarm ? ` <span class="flag">after the instrument's first alarm</span>` : ""}</td>
-    <td>${x.instrument_state ? pill(x.instrument_state) : "—"}</td><td class="mono">${esc(short(x.raw))}</td></tr>`);
+    <td>${x.instrument_state ? pill(x.instrument_state) : "—"}</td><td class="mono">${esc(String(x.raw || "—").replace(/^urn:metrotrace:record:/, ""))}</td></tr>`);
   const holders = r.holders.map((h) => `<tr><td>${esc(short(h.location))}</td><td>${esc(short(h.epc))}</td>
     <td class="num">${qty(h.received, h.unit)}</td><td>${stamp(h.first)}</td><td>${stamp(h.last)}</td></tr>`);
   return form + `<h2>Lot <code>${esc(r.lot)}</code></h2>
@@ -34,7 +34,7 @@ export async function recall(params) {
       ${tile(esc(sold), "sold")}${tile(flagged.length, "sales on flagged instruments", flagged.length ? "out_of_tolerance" : "ok")}</div>
     <div class="card" style="overflow-x:auto" data-graph>${drawGraph(r.graph)}${r.graph.truncated ? `<p class="sub">Graph truncated; the table lists every sale.</p>` : ""}</div>
     <h2>Every sale (${r.sales.length}) <a class="chip" href="/dashboard/api/recall?${q}&format=csv">download CSV</a></h2>
-    <div class="card scroll" data-sales>${table(["time (UTC)", "place", "instrument", "quantity ", "measured ", "tolerance at sale", "instrument now", "record"], sales)}</div>
+    <div class="card scroll" data-sales>${table(["time (UTC)", "place", "instrument", "quantity ", "measured ", "tolerance at sale", "instrument now", "record (node:seq)"], sales)}</div>
     <h2>Holders</h2><div class="card">${table(["place", "object", "received ", "first", "last"], holders)}</div>`;
 }
 

@@ -13,7 +13,7 @@ export async function api(path) {
   if (!res.ok) {
     let detail = res.statusText;
     try { detail = (await res.json()).detail || detail; } catch { /* not JSON */ }
-    throw new Error(`${res.status}: ${detail}`);
+    throw Object.assign(new Error(`${res.status}: ${detail}`), { status: res.status });
   }
   return res.json();
 }

@@ -121,6 +121,18 @@ def test_alerts_gateways_and_rejects_show_their_evidence(page, server, shots):
     shots(page, "rejects")
 
 
+def test_the_footers_api_link_opens_local_docs_with_no_outside_request(page, server, shots):
+    """FastAPI's /docs loads Swagger UI from a CDN; ours draws /openapi.json itself (the
+    page fixture fails the test on any request not served by metrotrace)."""
+    base, _ = server
+    open_view(page, base + "/")
+    page.click("footer a[href='/docs']")
+    page.wait_for_selector("#view[data-ready='docs']", timeout=20_000)
+    assert page.query_selector("[data-op='GET /rejects']")
+    assert page.query_selector("#schema-HTTPValidationError")
+    shots(page, "api-docs")
+
+
 def test_overview_updates_live_when_records_arrive(page, server, seeded_store):
     """Last: it changes the shared store. New checks push M-SCALE-04 out of tolerance."""
     base, truth = server
