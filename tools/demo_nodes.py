@@ -7,10 +7,9 @@ the real gateway only through a pty that the gateway opens with pyserial
 (tools/bridge.py), as a board's UART; every record the node stores is echoed on its
 console and counted here by kind, and every command it refuses is kept with its reason.
 
-The gateway does not yet send the time frame (docs/protocol.md, `T`) that sets a
-node's clock; until it does, `ClockBridge` sends one, tagged with the node's key, each
-time the node connects, so that records carry wall-clock time (tq 2) as they would on
-site.
+The nodes have no clock when they boot: the gateway sets it with a time frame
+(docs/protocol.md, `T`) beside its first acknowledgement, so their records carry
+wall-clock time (tq 2) from then on, as on site.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from metrotrace.firmware.metro.wire import frame
 from metrotrace.tools import hostnode
 from metrotrace.tools.bridge import Bridge
 from metrotrace.tools.demo_procs import Procs
@@ -52,28 +50,13 @@ def firmware_build(cache_root: Path) -> Path:
     return dest
 
 
-class ClockBridge(Bridge):
-    """A pty bridge that sets the node's clock (a tagged T frame) on every connection."""
-
-    def __init__(self, node: bytes) -> None:
-        self.node = node
-        self.key: bytes | None = None  # the node key, once provisioned
-        super().__init__("pty")
-
-    def _pump(self, device, side) -> bool:
-        if self.key is not None:
-            now = time.time_ns() // 1_000_000
-            device.sendall(frame.time_frame(self.node, now, self.key))
-        return super()._pump(device, side)
-
-
 class NodeRunner:
     """One host node process: commands in, console lines out, records counted."""
 
     def __init__(self, plan: NodePlan, folder: Path) -> None:
         self.plan, self.folder = plan, folder
         self.key = b""  # set_key() once the gateway has provisioned the node
-        self.bridge = ClockBridge(plan.node)
+        self.bridge = Bridge("pty")
         self.kinds: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
         self.refused: list[str] = []  # {"error": ...} answers to commands
@@ -83,7 +66,7 @@ class NodeRunner:
         self._write = threading.Lock()
 
     def set_key(self, key: bytes) -> None:
-        self.key = self.bridge.key = key
+        self.key = key
 
     @property
     def port(self) -> str:

@@ -4,9 +4,10 @@ Invariant: everything comes through the store's own interface (`Store.registry()
 `Store.records()`, server/store/rows.py) and leaves as io.py's shapes: a list of
 Instrument plus verified/due arrays, and {kind: io.Grouped} of int64 columns, so the
 kernels cannot tell a store from a file. Records are paged in the store's (t, node, seq)
-order; a record whose instrument is not in the registry, or whose unit is not the
-registry's, is skipped and counted (a morning report must not fail on one stray node),
-never guessed at.
+order; a record whose instrument is not in the registry, whose unit is not the
+registry's, or whose time is the node's uptime because its clock was never set (tq 0:
+it has no place on the fleet's time axis), is skipped and counted (a morning report must
+not fail on one stray node), never guessed at.
 
 Store instrument -> MPE table: `type` picks the table (TYPE_TABLES, overridable), the
 store's `accuracy_class` is the class, and for volume tables the store's `min` is the
@@ -29,6 +30,8 @@ from metrotrace.server.metrology.mpe import Instrument
 from metrotrace.server.metrology.normalise import RAW_NONE
 
 CHECK, DISPENSE, ZERO = 3, 2, 4  # record kinds (firmware/metro/wire/record.py)
+TQ_UNSET = 0  # time quality: the node's clock was never set, t is its uptime
+CLOCK_UNSET = "clock not set (t is the node's uptime)"
 KIND_NAMES = {CHECK: "check", ZERO: "zero", DISPENSE: "dispense"}
 TYPE_TABLES = {"NAWI": "oiml-r76", "fuel_dispenser": "oiml-r117"}
 VOLUME_TABLES = ("oiml-r117", "cn-jjg443", "ca-mc-dispenser")
@@ -89,6 +92,9 @@ def load(store, type_tables: Mapping[str, str] | None = None, page: int = PAGE) 
                                         for k in KIND_NAMES.values()}
     skipped: Counter = Counter()
     for r in _pages(store, list(KIND_NAMES), page):
+        if r.tq == TQ_UNSET:
+            skipped[CLOCK_UNSET] += 1
+            continue
         i = index.get(r.inst)
         if i is None:
             skipped["instrument not in the registry"] += 1

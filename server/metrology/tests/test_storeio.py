@@ -77,6 +77,9 @@ def fill(store) -> None:
                                        pulses=2000, kfactor=100_000, t_start=t - 60_000,
                                        unit="mL", d=10))
     data.append(nodes["stray"].make(record.CHECK, T0, indication=5, reference=5, e=5, unit="g"))
+    # a check made before the node's clock was set: its t is uptime, not a date
+    data.append(record.make(record.CHECK, b"\x42" * 8, 1, 0, 12_345, record.TQ_UNSET,
+                            inst="ok-scale", indication=2400, reference=2000, e=5, unit="g"))
     rows = [decode(b, b"\0" * 32) for b in data]
     blob = b"".join(data)
     store.store_batch(EnvelopeRow(hashlib.sha256(blob).digest(), "gw", b"k" * 16, 1, T0, T0,
@@ -103,7 +106,8 @@ def test_store_gives_the_documented_columns_and_the_expected_report(store_url):
     assert sorted(ids) == sorted(r.id for r in INSTRUMENTS)
     pump = loaded.instruments[ids.index("pump")]
     assert (pump.mmq, pump.table, pump.accuracy_class) == (2000, "oiml-r117", "0.5")
-    assert dict(loaded.skipped) == {"instrument not in the registry": 1}
+    assert dict(loaded.skipped) == {"instrument not in the registry": 1,
+                                    storeio.CLOCK_UNSET: 1}
     checks = loaded.data["check"]
     assert dict(zip(ids, np.diff(checks.offsets).tolist(), strict=True)) == {
         "ok-scale": 60, "broken-scale": 60, "overdue-scale": 60, "pump": 0}
@@ -130,7 +134,8 @@ def test_cli_reads_the_store(store_url, tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["instruments"] == 4
     assert states(doc["report"]) == {k: v for k, v in EXPECTED.items() if v != "ok"}
-    assert doc["skipped_records"] == {"instrument not in the registry": 1}
+    assert doc["skipped_records"] == {"instrument not in the registry": 1,
+                                      storeio.CLOCK_UNSET: 1}
 
 
 def test_monitor_alerts_once_per_state_change_and_survives_a_restart(store_url):
