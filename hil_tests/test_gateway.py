@@ -1,8 +1,9 @@
 """Records reach a real gateway process over the serial link: `metrotrace gateway run`
 opens the DUT's link port (the bridge's pty on the unix bench, the UART adapter on a
-rig), verifies, stores, acknowledges, signs and publishes them to its broker. On the
-unix bench the test runs twice, with the link as a pty and as a socket:// URL: the
-test's own link lets go of the port and the gateway opens it, as on a rig."""
+rig), verifies, stores, acknowledges, sets the node's clock, signs and publishes them
+to its broker. On the unix bench the test runs twice, with the link as a pty and as a
+socket:// URL: the test's own link lets go of the port and the gateway opens it, as on
+a rig."""
 
 from __future__ import annotations
 
@@ -31,6 +32,16 @@ def test_records_reach_a_real_gateway_process_over_the_serial_link(dut, console,
         assert got["link"] == scan[0]["seq"], "the weighing is not linked to its scan"
         assert gw.uplink.expect_record(dut.node, scan[0]["seq"])["code"] == \
             b"]E04006381333931"
+        # The node had no clock (the test's own link sets none): the gateway's tagged T
+        # frame sets it, an audit event says so, and records from then on carry tq 2.
+        clock = gw.uplink.expect_where(lambda r: r.get("code") == "clock_set",
+                                       "clock_set event")
+        assert (clock["detail"]["old_tq"], clock["detail"]["tq"]) == (0, 2), clock
+        assert power_up["tq"] == 0
+        stim.load(0)  # the pan is cleared after the clock was set: a zero record
+        zero = gw.uplink.expect_where(
+            lambda r: r["kind"] == "zero" and r["seq"] > clock["seq"], "zero record")
+        assert zero["tq"] == 2, zero
         assert not gw.uplink.errors
         # After a reset the gateway's status names the firmware the node's power-up said.
         dut.power_cut()

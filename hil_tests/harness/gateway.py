@@ -87,6 +87,21 @@ class Uplink:
                 self._cond.wait(min(left, 0.1))
             return self.records[(node, seq)]
 
+    def expect_where(self, where, what: str, timeout: float = 20.0) -> dict:
+        """The first forwarded record (lowest seq) for which `where` holds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = sorted((r for r in self.records.values() if where(r)),
+                               key=lambda r: r["seq"])
+                if found:
+                    return found[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ExpectTimeout(f"no {what} forwarded within {timeout} s; "
+                                        f"errors: {self.errors}")
+                self._cond.wait(min(left, 0.1))
+
     def close(self) -> None:
         self.mqtt.loop_stop()
         self.mqtt.disconnect()
