@@ -10,9 +10,12 @@ are medians of `--repeats` runs; the load average of the machine is printed with
 Baselines, measured in the same run: the rate one core could reach if every record carried
 its own Ed25519 signature (verification alone), and one transaction per envelope (group 1).
 Then the CPU time per record of each stage (envelope, decode, tags, store, rest), one worker
-in this process. Last line: one JSON object.
+in this process; with --instructions also the instructions per record of each stage and
+of SQLite's own insert from C (bench/ingest_cost.py, under valgrind: repeatable where
+time on a shared machine is not). Last line: one JSON object.
 
     .venv/bin/python bench/ingest.py [--quick] [--per-batch 500] [--group 10] [--repeats 5]
+                                     [--instructions]
 """
 
 from __future__ import annotations
@@ -194,6 +197,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pg-db", default="metrotrace_bench_server")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per stage under valgrind (about 1 min)")
     args = parser.parse_args()
     batches = 20 if args.quick else 120
     if args.quick:
@@ -217,6 +222,10 @@ def main() -> None:
                 print(f"{kind}: not measured ({e})")
                 results[f"{kind}_records_per_s"] = None
     results["two_worker_speedup"] = results.get("sqlite_two_worker_speedup")
+    if args.instructions:
+        import ingest_cost  # beside this file
+
+        results |= ingest_cost.measure(per_batch=args.per_batch, group=args.group)
     print(json.dumps(results, sort_keys=True))
 
 

@@ -1,46 +1,59 @@
-"""Node records decoded many at a time, in C where it can, identical in effect to the
-firmware's `record.decode` (the single source of the record format).
+"""Node records decoded at C speed where it can, identical in effect to the firmware's
+`record.decode` (the single source of the record format).
 
 `decode_raws(records)` gives, for each record's bytes, its fields keyed as on the wire
 (`{0: v, 1: kind, 2: node, ...}`) when it can vouch that `record.decode` accepts those
-bytes with exactly those values, else None (then ask `record.decode`, whose error
-names the field). How it vouches, for a whole chunk at once:
+bytes with exactly those values, else None (then ask `record.decode`, whose error names
+the field). Two ways to vouch, both ending in the same compiled checks of
+`record.validate`'s rules (`_checks`: version, kind, keys known and required, value
+types, 64-bit ranges, text and node lengths, seq, prev < seq, tq, unit):
 
-1. One `cbor2` decode of the records as one array (a definite head, then the records
-   back to back). An object hook notes where each map ends; every top-level item must
-   be a map that ends exactly where its record ends. So record i is, byte for byte,
-   what cbor2 read as item i.
-2. One `cbor2.dumps` of the decoded items must give back the same bytes. cbor2 writes
-   shortest heads, definite lengths, keys in dict order (the order read) and no tags;
-   CBOR items are prefix-free, and each item starts where its record starts (step 1),
-   so equal bytes mean each record is the deterministic encoding of its item: what the
-   firmware's strict decoder accepts, decoding to the same values.
-3. `record.validate`'s rules, checked per group of records that share a kind and a key
-   tuple, column by column (types, 64-bit ranges, text lengths, version, node length,
-   seq, prev < seq, tq, unit). Every valid record starts `00 01 01` after its one-byte
-   map head (key 0, v = 1, key 1), so a record that does not is refused; this also
-   keeps keys False/True, which equal 0/1 in a tuple, out of the groups. A group that
-   fails is checked record by record (`_fields`), so one bad record costs only itself.
-   Maps as values (an event's detail) and nulls are left to the firmware.
+1. Byte templates (`templates.py`, shared with the server), the usual way: a record of
+   the same length as one vouched for before and with the same structural bytes under
+   its template's mask has, item for item, that record's structure (same map head, the
+   same keys in the same order, same major types, argument widths and string lengths).
+   One `struct.unpack` reads its values; the compiled reader then checks what the mask
+   cannot: a value held in a head byte is below 24, text is strict UTF-8, and every
+   wide integer needs its width (`shortest`: the deterministic form the firmware's
+   decoder insists on; the map head, keys and string heads are the vouched record's
+   own, already shortest and in canonical order). About 12,500 instructions a record
+   (callgrind), the dict it returns included.
+2. Otherwise `cbor2.loads` of the record alone, the checks, and `cbor2.dumps` of what it
+   read must give back the same bytes: cbor2 writes shortest heads, definite lengths,
+   keys in dict order (the order read; the checks demand ascending integer keys, which
+   for keys 0..15 is the bytewise order) and no tags, so equal bytes mean the record is
+   the deterministic encoding of its values: what the firmware's strict decoder
+   accepts, decoding to the same values (a bignum re-encodes as it came, so the range
+   checks keep it out). A record vouched for this way teaches its template. About
+   107,000 instructions a record, paid by the first record of each layout and by
+   layouts beyond the bounds below.
 
-Anything unusual (a decode error, an item that is not a map, a boundary or a byte that
-differs) sends the chunk to the record-by-record path (one `CBORDecoder` item at a
-time, with the same checks), which finds the records it can still take.
+Maps as values (an event's detail), nulls, bools and anything unusual never pass the
+checks: the firmware's own decoder takes those.
 
-Invariant: decode_raws(records)[i] is None or equals raw_of(record.decode(records[i]));
-gateway/tests/test_fastwire.py holds it with hypothesis over valid, nearly valid and
+Templates are bounded (`Templates`): at most 256 in all, the oldest forgotten first, 8 per
+record length, and at most 16 records walked per call, so a stream of ever new layouts
+costs a bounded walk-and-compile per chunk. A layout forgotten is learnt again.
+
+Invariant: decode_raws(records)[i] is None or equals raw_of(record.decode(records[i])),
+whatever templates were learnt before; gateway/tests/test_fastwire.py and
+test_templates.py hold it with hypothesis over valid, nearly valid, mutated and
 malformed records.
 """
 
 from __future__ import annotations
 
-import io
-from itertools import accumulate, chain, compress, repeat
-from operator import getitem, itemgetter, lt
+import math
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable
 
 import cbor2
 
 from metrotrace.firmware.metro.wire import record as wire_record
+
+from . import templates
 
 _SCHEMA = {kind: {key: (name, typ, required)
                   for key, name, typ, required in wire_record.HEADER + body}
@@ -48,10 +61,10 @@ _SCHEMA = {kind: {key: (name, typ, required)
 _KEY_OF = {kind: {name: key for key, (name, _, _) in fields.items()}
            for kind, fields in _SCHEMA.items()}
 _TYPE_OF = {wire_record.INT: int, wire_record.UINT: int, wire_record.TEXT: str,
-            wire_record.BYTES: bytes}
-_TQ = frozenset((wire_record.TQ_UNSET, wire_record.TQ_NTP, wire_record.TQ_GATEWAY))
+            wire_record.BYTES: bytes}  # a map (an event's detail): never the fast path
+_TYPE_OF_MAJOR = {templates.UINT: int, templates.NINT: int, templates.BYTES: bytes,
+                  templates.TEXT: str}
 _UNITS = frozenset(wire_record.UNITS)
-_LEAD, _LEAD_AT = b"\x00\x01\x01", slice(1, 4)  # key 0, v = 1, key 1
 _ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError,
            MemoryError, KeyError, IndexError)
 
@@ -73,167 +86,209 @@ def named(raw: dict) -> dict:
     return {schema[key][0]: value for key, value in raw.items()}
 
 
-class _Shape:
-    """What every record of one (kind, keys) must satisfy, by column."""
+# -- record.validate's rules, compiled per shape -----------------------------------------
 
-    def __init__(self, kind: int, keys: tuple) -> None:
-        schema = _SCHEMA[kind]
-        wire = [schema[k][1] for k in keys]
-        self.types = [_TYPE_OF.get(w) for w in wire]  # None: a map (never taken here)
-        self.names = [schema[k][0] for k in keys]
-        self.at = {name: i for i, name in enumerate(self.names)}
-        self.uints = [i for i, w in enumerate(wire) if w == wire_record.UINT]
-        self.ints = [i for i, w in enumerate(wire) if w == wire_record.INT]
-        self.sized = [i for i, w in enumerate(wire) if w in (wire_record.TEXT,
-                                                             wire_record.BYTES)]
+# Each type's legal values (of text and bytes: lengths), as record._check has them.
+_RANGE = {wire_record.UINT: (0, wire_record.MAX_U64),
+          wire_record.INT: (wire_record.MIN_I64, wire_record.MAX_I64),
+          wire_record.TEXT: (0, wire_record.MAX_TEXT),
+          wire_record.BYTES: (0, wire_record.MAX_TEXT)}
 
 
-def _shape(kind, keys: tuple) -> _Shape | None:
-    schema = _SCHEMA.get(kind) if type(kind) is int else None
-    if schema is None or any(type(k) is not int for k in keys):
-        return None
-    if list(keys) != sorted(set(keys)) or keys[:2] != (0, 1):  # canonical order
-        return None
-    if any(k not in schema for k in keys):
-        return None
+def _checks(kind: object, keys: tuple, types: tuple,
+            known: dict[int, tuple[int, int]] | None = None) -> str | None:
+    """record.validate's rules for maps of this kind, keys (in this order) and value types,
+    as one Python expression over variables f{key}; None when such maps are not for the
+    fast path, or (by `known`: key -> the least and greatest value, of a string its
+    length, that the caller's reader lets through) are never valid. A rule `known` already
+    guarantees is left out. Built from the schema tables and integer keys only."""
+    schema = _SCHEMA.get(kind) if kind.__class__ is int else None
+    if schema is None or any(k.__class__ is not int or k not in schema for k in keys):
+        return None  # an unknown kind or key, or a bool or float posing as 0 or 1
+    if list(keys) != sorted(set(keys)):
+        return None  # not the canonical order (keys 0..15: numeric order is byte order)
     if any(required and k not in keys for k, (_, _, required) in schema.items()):
-        return None
-    return _Shape(kind, keys)
+        return None  # a required field missing: the firmware names it
+    type_of = dict(zip(keys, types, strict=True))
+    if any(_TYPE_OF.get(schema[k][1]) is not t for k, t in type_of.items()):
+        return None  # a wrong type, a null, a bool, a map: the firmware's own path
+    want = {k: _RANGE[schema[k][1]] for k in keys}  # value range, or length range
+    want.update({V: (wire_record.VERSION, wire_record.VERSION), NODE: (1, 16),
+                 SEQ: (1, wire_record.MAX_U64), TQ: (0, wire_record.TQ_GATEWAY)})
+    checks = []
+    for k, (low, high) in want.items():
+        value = f"f{k}" if type_of[k] is int else f"len(f{k})"
+        least, most = (known or {}).get(k, (-math.inf if type_of[k] is int else 0, math.inf))
+        if most < low or least > high:
+            return None
+        if least < low and most > high:
+            checks.append(f"{low} <= {value} <= {high}")
+        elif least < low:
+            checks.append(f"{low} <= {value}")
+        elif most > high:
+            checks.append(f"{value} <= {high}")
+    checks.append(f"f{PREV} < f{SEQ}")
+    unit = _KEY_OF[kind].get("unit")
+    if unit in keys:
+        checks.append(f"f{unit} in UNITS")
+    return " and ".join(checks)
 
 
-_shapes: dict[tuple, _Shape | None] = {}
+_MAX_CODE = 1024  # compiled sources kept (templates of one shape share theirs)
+_code: dict[str, object] = {}
 
 
-def _shape_of(kind, keys: tuple) -> _Shape | None:
+def _define(name: str, src: str, **names: object) -> Callable:
+    code = _code.get(src)
+    if code is None:
+        if len(_code) >= _MAX_CODE:
+            _code.clear()
+        code = _code[src] = compile(src, name, "exec")
+    namespace = {"UNITS": _UNITS, **names}
+    exec(code, namespace)  # noqa: S102 - source built from the schema, never from input
+    return namespace["f"]
+
+
+_MAX_SHAPES = 4096  # (kind, keys, types) remembered for the cbor2 path; the rest rebuilt
+_shapes: dict[tuple, Callable | None] = {}
+
+
+def _shape_check(kind: object, keys: tuple, types: tuple) -> Callable | None:
+    """values -> bool for maps of this shape (the cbor2 path), or None. Keys must be
+    exact ints: (0, True) equals (0, 1) as a cache key."""
+    key = (kind, keys, types)
     try:
-        return _shapes[kind, keys]
+        return _shapes[key]
     except KeyError:
-        shape = _shapes[kind, keys] = _shape(kind, keys)
-        return shape
+        pass
+    expr = _checks(kind, keys, types)
+    check = None if expr is None else _define(
+        f"<record shape {kind} {keys}>",
+        f"def f(values):\n    ({', '.join(f'f{k}' for k in keys)},) = values\n"
+        f"    return {expr}\n")
+    if len(_shapes) < _MAX_SHAPES:
+        _shapes[key] = check
+    return check
 
 
-def _in_range(values: list[int], low: int, high: int) -> bool:
-    return not values or (min(values) >= low and max(values) <= high)
-
-
-def _group_ok(shape: _Shape, group: list[dict]) -> bool:
-    """True when every record of the group (same kind and key tuple) is valid."""
-    if None in shape.types:
-        return False  # a map (an event's detail): the firmware's own path
-    # Columns: every record of the group has the same keys in the same order.
-    cols = list(zip(*map(dict.values, group), strict=False))
-    for col, typ in zip(cols, shape.types, strict=True):
-        if set(map(type, col)) != {typ}:
-            return False  # a null, a bool, a float, a wrong type: record by record
-    uints = list(chain.from_iterable(cols[i] for i in shape.uints))
-    ints = list(chain.from_iterable(cols[i] for i in shape.ints))
-    if not (_in_range(uints, 0, wire_record.MAX_U64)
-            and _in_range(ints, wire_record.MIN_I64, wire_record.MAX_I64)):
-        return False
-    if shape.sized and max(map(len, chain.from_iterable(cols[i] for i in shape.sized))
-                           ) > wire_record.MAX_TEXT:
-        return False
-    at = shape.at
-    nodes = list(map(len, cols[at["node"]]))
-    seqs = cols[at["seq"]]
-    return (set(cols[at["v"]]) == {wire_record.VERSION} and min(nodes) >= 1
-            and max(nodes) <= 16 and 0 not in seqs and all(map(lt, cols[at["prev"]], seqs))
-            and set(cols[at["tq"]]) <= _TQ
-            and ("unit" not in at or set(cols[at["unit"]]) <= _UNITS))
-
-
-def _fields(raw) -> dict | None:
-    """One decoded record, the slow way: its named fields if valid, else None."""
-    if type(raw) is not dict or len(raw) < 2:
+def _template_reader(t: templates.Template) -> Callable | None:
+    """data -> wire-keyed fields | None for records laid out like `t`, or None when its
+    shape is not for the fast path."""
+    keys = tuple(f.key for f in t.fields)
+    kind = next((f.const for f in t.fields if f.key == KIND), None)
+    expr = _checks(kind, keys, tuple(_TYPE_OF_MAJOR[f.major] for f in t.fields),
+                   {f.key: templates.value_range(f, shortest=True) for f in t.fields})
+    if expr is None:
         return None
-    keys = tuple(raw)
-    kind = raw.get(KIND)
-    if type(keys[0]) is not int or type(keys[1]) is not int or type(kind) is not int:
-        return None  # keys False/True posing as 0/1, or no kind
-    shape = _shape_of(kind, keys)
-    if shape is None or not _group_ok(shape, [raw]):
-        return None
-    return dict(zip(shape.names, raw.values(), strict=True))
+    fields = ", ".join(f"{k}: f{k}" for k in keys)
+    return _define(f"<record template {kind} {keys}>",
+                   "def f(data):\n" + templates.reader(t, shortest=True)
+                   + f"    if not ({expr}):\n        return None\n"
+                   f"    return {{{fields}}}\n",
+                   unpack=struct.Struct(t.fmt).unpack)
 
 
-def _array_head(n: int) -> bytes:
-    head = cbor2.dumps(n)  # major type 0 ...
-    return bytes([head[0] | 0x80]) + head[1:]  # ... as major type 4: an array of n
+# -- templates learnt ----------------------------------------------------------------------
+
+class Templates:
+    """Byte templates of records vouched for, bounded: `limit` in all (the oldest forgotten
+    first), `per_length` per record length, `walks` records walked per decode call."""
+
+    def __init__(self, limit: int = 256, per_length: int = 8, walks: int = 16) -> None:
+        for name, value, least in (("limit", limit, 1), ("per_length", per_length, 1),
+                                   ("walks", walks, 0)):
+            if value < least:
+                raise ValueError(f"{name}: must be at least {least}, not {value}")
+        self.limit, self.per_length, self.walks = limit, per_length, walks
+        # length -> ((mask, expect, read), ...), newest first; replaced, never mutated,
+        # so decoding threads read it without the lock
+        self.by_length: dict[int, tuple] = {}
+        self._order: deque[tuple[int, tuple]] = deque()  # (length, entry), oldest first
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def learn(self, rec: bytes) -> None:
+        """Keep the template of a record decode_raws vouched for, if it is plain."""
+        t = templates.walk(rec)
+        read = None if t is None else _template_reader(t)
+        if read is None:
+            return  # an event with a detail map, say: no template
+        n, entry = len(rec), (t.mask, t.expect, read)
+        with self._lock:
+            kept = self.by_length.get(n, ())
+            if any(m == t.mask and e == t.expect for m, e, _ in kept):
+                return  # learnt meanwhile (another thread, or earlier in the call)
+            if len(kept) >= self.per_length:
+                self._forget(n, kept[-1])
+            if len(self._order) >= self.limit:
+                self._forget(*self._order[0])
+            self.by_length[n] = (entry, *self.by_length.get(n, ()))
+            self._order.append((n, entry))
+
+    def _forget(self, n: int, entry: tuple) -> None:
+        self._order.remove((n, entry))
+        kept = tuple(e for e in self.by_length[n] if e is not entry)
+        if kept:
+            self.by_length[n] = kept
+        else:
+            del self.by_length[n]
 
 
-def decode_raws(records: list[bytes]) -> list[dict | None]:
+TEMPLATES = Templates()  # shared by every decoder of the process (ports, Wi-Fi)
+
+
+def decode_raws(records: list[bytes], known: Templates | None = None) -> list[dict | None]:
     """For each record's bytes, its wire-keyed fields when the fast path can vouch for
     them, else None (the module docstring says how it vouches)."""
-    if not records:
-        return []
-    head = _array_head(len(records))
-    data = head + b"".join(records)
-    stream = io.BytesIO(data)
-    tell = stream.tell
-    ends: dict[int, int] = {}
-
-    def hook(decoder, value):
-        ends[id(value)] = tell()
-        return value
-    try:
-        items = cbor2.CBORDecoder(stream, object_hook=hook, read_size=1).decode()
-        aligned = (type(items) is list and len(items) == len(records)
-                   and set(map(type, items)) == {dict}
-                   and list(map(ends.get, map(id, items)))
-                   == list(accumulate(map(len, records), initial=len(head)))[1:]
-                   and cbor2.dumps(items) == data)
-    except _ERRORS:
-        aligned = False
-    if not aligned:
-        return _one_by_one(records)
-    return _validated(items, records)
-
-
-def _validated(items: list[dict], records: list[bytes]) -> list[dict | None]:
-    """Items that are the exact decoding of their records -> valid ones, else None."""
-    if set(map(getitem, records, repeat(_LEAD_AT))) != {_LEAD}:
-        return [raw if _lead_ok(rec) and _fields(raw) is not None else None
-                for raw, rec in zip(items, records, strict=True)]
-    try:  # (kind, keys as bytes): cheap to hash and compare; keys are 0..15 if valid
-        sigs = list(zip(map(itemgetter(KIND), items), map(bytes, items), strict=True))
-        kinds = set(sigs)
-    except (TypeError, ValueError):  # a key beyond 0..255, an unhashable kind
-        return [raw if _fields(raw) is not None else None for raw in items]
-    ok = {}
-    for sig in kinds:
-        shape = _shape_of(sig[0], tuple(sig[1]))
-        group = list(compress(items, map(sig.__eq__, sigs)))
-        if shape is not None and _group_ok(shape, group):
-            ok[sig] = True
-        else:  # find the bad ones; the others still go
-            ok[sig] = False
-    if all(ok.values()):
-        return items
-    return [raw if ok[sig] or _fields(raw) is not None else None
-            for raw, sig in zip(items, sigs, strict=True)]
-
-
-def _lead_ok(rec: bytes) -> bool:
-    return rec[1:4] == _LEAD
-
-
-def _one_by_one(records: list[bytes]) -> list[dict | None]:
-    """The same checks, one CBOR item at a time: for chunks the fast path refused."""
-    out: list[dict | None] = [None] * len(records)
-    stream = io.BytesIO(b"".join(records))
-    end = 0
-    for i, rec in enumerate(records):
-        end += len(rec)
-        stream.seek(end - len(rec))
-        try:
-            raw = cbor2.CBORDecoder(stream, read_size=1).decode()
-            ok = (stream.tell() == end and _lead_ok(rec) and _fields(raw) is not None
-                  and cbor2.dumps(raw) == rec)
-        except _ERRORS:
-            ok = False
-        if ok:
-            out[i] = raw
+    known = TEMPLATES if known is None else known
+    by_length = known.by_length
+    from_bytes = int.from_bytes
+    walks = known.walks
+    out: list[dict | None] = []
+    append = out.append
+    for rec in records:
+        raw = None
+        candidates = by_length.get(len(rec))
+        if candidates is not None:
+            x = from_bytes(rec, "big")
+            for mask, expect, read in candidates:
+                if x & mask == expect:
+                    raw = read(rec)
+                    if raw is not None:
+                        break
+        if raw is None:
+            raw = _decoded(rec)
+            if raw is not None and walks:
+                walks -= 1
+                known.learn(rec)
+        append(raw)
     return out
+
+
+def _decoded(rec: bytes) -> dict | None:
+    """One record through cbor2 (way 2 of the module docstring)."""
+    try:
+        raw = cbor2.loads(rec)
+    except _ERRORS:
+        return None
+    if raw.__class__ is not dict:
+        return None
+    keys = tuple(raw)
+    if not all(k.__class__ is int for k in keys):
+        return None
+    values = tuple(raw.values())
+    try:
+        check = _shape_check(raw.get(KIND), keys, tuple(map(type, values)))
+    except TypeError:  # an unhashable kind
+        return None
+    if check is None or not check(values):
+        return None
+    try:
+        return raw if cbor2.dumps(raw) == rec else None
+    except _ERRORS:
+        return None
 
 
 def record_fields(rec: bytes) -> dict:

@@ -13,7 +13,9 @@ can, and defers to the firmware for everything it is not sure of:
   CRC-32 over body and CRC together must be the CRC-32 residue 0x2144DF1C (which holds
   exactly when the last four bytes are the little-endian CRC of the rest), and every
   type byte must be 'R'. Otherwise frame by frame, as the firmware does.
-- records: gateway/fastrecord.py, all records of the chunk at once.
+- records: gateway/fastrecord.py: a record laid out byte for byte like one vouched for
+  before is read by that record's byte template (one `struct.unpack` and compiled
+  checks); the others by cbor2, one at a time.
 
 Whatever the fast path does not take it hands, frame by frame, to a firmware Decoder:
 so rejects carry the firmware's own reason and detail, and what the fast path takes
@@ -32,6 +34,7 @@ frames' (gateway/tests/test_fastwire.py, hypothesis, any byte stream and chunkin
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from itertools import repeat
 from operator import getitem
 
@@ -164,9 +167,9 @@ class FastDecoder:
         encoded = self._split_fast(data)
         if encoded is not None:
             bodies = _record_bodies(encoded)
-            if bodies is not None:
-                out = [None] * len(encoded)
-                return self._records(out, list(enumerate(encoded)), bodies)
+            if bodies is not None:  # every frame a good record frame: the usual chunk
+                return self._records([None] * len(encoded), range(len(encoded)), encoded,
+                                     bodies)
             encoded_frames = list(enumerate(encoded))
             out = [None] * len(encoded)
         else:
@@ -175,7 +178,8 @@ class FastDecoder:
 
     def _frames(self, out: list, encoded_frames: list[tuple[int, bytes]]):
         """Frame by frame: record frames the fast checks pass go on to _records."""
-        frames: list[tuple[int, bytes]] = []
+        where: list[int] = []
+        frames: list[bytes] = []
         bodies: list[bytes] = []
         for index, encoded in encoded_frames:
             try:
@@ -191,20 +195,23 @@ class FastDecoder:
             elif len(body) < _MIN_RECORD_BODY:
                 out[index] = self._defer(encoded)
             else:
-                frames.append((index, encoded))
+                where.append(index)
+                frames.append(encoded)
                 bodies.append(body)
-        return self._records(out, frames, bodies)
+        return self._records(out, where, frames, bodies)
 
-    def _records(self, out: list, frames: list[tuple[int, bytes]], bodies: list[bytes]):
+    def _records(self, out: list, where: Sequence[int], frames: list[bytes],
+                 bodies: list[bytes]):
+        """Record frames (slots in `out`, encoded, decoded bodies) -> the _decode tuple."""
         records = list(map(getitem, bodies, repeat(_RECORD_AT)))
         tags = list(map(getitem, bodies, repeat(_TAG_AT)))
         raws = decode_raws(records)
         if None not in raws:
-            return out, records, tags, raws, [index for index, _ in frames]
+            return out, records, tags, raws, where
         # Some the fast path would not vouch for: the firmware decides those.
         taken: tuple[list, list, list, list] = ([], [], [], [])
-        for (index, encoded), record, tag, raw in zip(frames, records, tags, raws,
-                                                      strict=True):
+        for index, encoded, record, tag, raw in zip(where, frames, records, tags, raws,
+                                                    strict=True):
             if raw is None:
                 item = out[index] = self._defer(encoded)
                 if isinstance(item, wire_frame.Reject):

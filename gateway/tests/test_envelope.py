@@ -73,3 +73,24 @@ def test_any_bytes_give_a_batch_or_an_envelope_error(data):
         envelope.open_envelope(data, TOPIC, lookup)
     except EnvelopeError as e:
         assert e.reason
+
+
+GOOD = (b"\xa1\x00\x01", b"t" * 32)
+
+
+@pytest.mark.parametrize("bad", [
+    (b"r",), (b"r", b"t" * 32, b"x"), (b"r", b"t" * 31), (b"r", "t" * 32), ("r", b"t" * 32),
+    b"r", 7, {0: b"r"},
+])
+def test_a_bad_record_pair_is_named_by_its_index(bad):
+    data = envelope.seal(Batch("market-1", 1, 1, (GOOD, bad, GOOD), False), KEY, TOPIC)
+    with pytest.raises(EnvelopeError, match=r"records\[1\]: expected \[record, 32-byte tag\]"):
+        envelope.open_envelope(data, TOPIC, lookup)
+
+
+def test_good_pairs_come_back_as_tuples_in_order():
+    pairs = tuple((bytes([i]) * i, bytes([i]) * 32) for i in range(5))
+    data = envelope.seal(Batch("market-1", 1, 1, pairs, False), KEY, TOPIC)
+    assert envelope.open_envelope(data, TOPIC, lookup).batch.records == pairs
+    empty = envelope.seal(Batch("market-1", 1, 1, (), False), KEY, TOPIC)
+    assert envelope.open_envelope(empty, TOPIC, lookup).batch.records == ()

@@ -204,9 +204,9 @@ def test_fast_record_decoding_takes_only_what_the_firmware_accepts_identically(r
 
 @st.composite
 def mostly_canonical(draw):
-    """Canonical bytes of records that are mostly valid (a whole chunk passes the
-    alignment and re-encoding checks, so the per-group checks decide), now and then
-    one record with a defect that sends the chunk record by record."""
+    """Canonical bytes of records that are mostly valid (each teaches its byte template,
+    so later records laid out alike are read by it and its compiled checks decide), now
+    and then one record with a defect."""
     if draw(st.integers(0, 2**16)) % 17 == 3:
         return draw(record_bytes())
     try:
@@ -217,7 +217,7 @@ def mostly_canonical(draw):
 
 @settings(max_examples=300)
 @given(st.lists(mostly_canonical(), min_size=1, max_size=30))
-def test_chunks_of_canonical_records_are_checked_per_group_like_the_firmware(recs):
+def test_chunks_of_canonical_records_are_checked_like_the_firmware(recs):
     check_records(recs)
 
 

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from metrotrace.firmware.metro.wire import record
-from metrotrace.server.ingest import RecordError, columns, templates
+from metrotrace.gateway import templates
+from metrotrace.server.ingest import RecordError, columns
 from metrotrace.server.ingest.columns import _fast, _row, decode, decode_many
 from metrotrace.server.ingest.synth import Site
 from metrotrace.server.store.rows import RecordRow
@@ -239,3 +240,50 @@ def test_a_map_keyed_by_true_leaves_its_shape_on_the_fast_path():
     columns._shapes.clear()
     _fast({(True if k == 1 else k): v for k, v in raw.items()}, data, tag)
     assert _fast(raw, data, tag) is not None
+
+
+def test_a_template_keeps_the_range_checks_its_field_widths_leave_open(monkeypatch):
+    # 8-byte integers can leave the store's signed 64-bit range; the template must still
+    # refuse those (the decoder then names the field), while 1- to 4-byte ones never can.
+    _forget_templates()
+    base = record.make(record.ZERO, b"\x01", 1 << 33, (1 << 33) - 1, 1 << 40, 1,
+                       indication=-(1 << 40), e=5, unit="g", raw=1 << 35)
+    decode_many([(base, TAG)])
+    assert columns._templates[len(base)]
+    raw = cbor2.loads(base)
+
+    def variant(**changes):
+        keys = {"seq": 3, "t": 4, "prev": 7, "indication": 8, "raw": 11}
+        data = cbor2.dumps(raw | {keys[name]: v for name, v in changes.items()})
+        assert len(data) == len(base)  # the same layout: the template reads it
+        return data, TAG
+
+    edge = [variant(t=BIG), variant(seq=BIG, prev=BIG - 1), variant(indication=-(1 << 63)),
+            variant(raw=-(1 << 63)), variant(raw=BIG)]
+    bad = [variant(t=BIG + 1), variant(t=(1 << 64) - 1), variant(seq=BIG + 1),
+           variant(indication=-(1 << 63) - 1), variant(indication=-(1 << 64)),
+           variant(raw=BIG + 1), variant(prev=1 << 33)]
+    assert _many(edge + bad) == _one_by_one(edge + bad)
+    assert all(isinstance(x, str) for x in _one_by_one(bad))
+
+    def no_decoder(_pairs):
+        raise AssertionError("a record took the CBOR decoder")
+
+    monkeypatch.setattr(columns, "_decode_stream", no_decoder)
+    assert decode_many(edge) == [decode(d, t) for d, t in edge]  # read by the template
+
+
+def test_a_template_keeps_the_length_check_of_text_longer_than_it_may_be():
+    # 600 bytes of text: 150 four-byte characters (allowed, 512 at most) or 600 ASCII ones
+    # (too long) share one layout; the template must still count the characters.
+    _forget_templates()
+    raw = cbor2.loads(record.make(record.ZERO, b"\x01", 5, 4, 1000, 1, indication=-5, e=5,
+                                  unit="g"))
+    short, long = (cbor2.dumps(raw | {6: text}) for text in ("\U0001F600" * 150, "x" * 600))
+    assert len(short) == len(long)
+    decode_many([(short, TAG)])
+    assert columns._templates[len(short)]
+    pairs = [(short, TAG), (long, TAG), (short, TAG)]
+    assert _many(pairs) == _one_by_one(pairs)
+    assert _one_by_one(pairs)[1] == "inst: text too long"
+    assert isinstance(_many(pairs)[0], RecordRow)

@@ -245,3 +245,29 @@ def test_node_tags_are_hmac_sha256_whatever_the_key_length(length):
         inner.update(data)
         outer.update(inner.digest())
         assert outer.digest() == hmac.new(key, data, "sha256").digest()
+
+
+def test_the_cyclic_collector_is_paused_for_a_group_and_resumed_after(sqlite_loaded, site):
+    import gc
+
+    ingest = Ingest(sqlite_loaded)
+    seen = []
+    ingest.listeners.append(lambda rows: seen.append(gc.isenabled()))
+    assert gc.isenabled()
+    assert ingest.handle(site.topic, site.seal(weighings(site)), NOW).status == STORED
+    assert seen == [False] and gc.isenabled()
+
+    def broken(batches):
+        raise RuntimeError("database gone")
+
+    sqlite_loaded.store_batches = broken
+    with pytest.raises(RuntimeError, match="database gone"):
+        ingest.handle(site.topic, site.seal(weighings(site)), NOW)
+    assert gc.isenabled()  # resumed whatever happened
+    del sqlite_loaded.store_batches
+    gc.disable()  # turned off by someone else: left off
+    try:
+        ingest.handle(site.topic, b"\xff", NOW)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

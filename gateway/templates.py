@@ -17,6 +17,14 @@ give, once text is decoded as strict UTF-8 and a negative integer's argument n i
 -1 - n. Only plain records are walked: a map of
 at most 255 entries, distinct integer keys below 24, values that are integers, byte strings
 or text; anything else (tags, floats, nulls, nested items, indefinite lengths) -> None.
+
+`reader(template)` is that reading as Python source (the HEAD checks, -1 - n, strict UTF-8),
+for a caller to compile with its own checks after it: the gateway's fast path
+(`fastrecord.py`, which also asks for `shortest`: a wide integer argument that would fit a
+shorter head is not the deterministic encoding the firmware insists on) and the server's
+(`server/ingest/columns.py`) share it, as they share `walk`. `value_range(field)` says
+which values such a reader lets through, so that a caller's checks can leave out what
+the layout settles (a byte string's length, a two-byte integer's sign and size).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class Field(NamedTuple):
     major: int  # UINT, NINT, BYTES or TEXT
     how: int  # CONST, HEAD or WIDE
     const: int | None = None  # the value, for CONST
+    width: int = 0  # WIDE: bytes of an integer's argument (1, 2, 4 or 8), or of a string
 
 
 class Template(NamedTuple):
@@ -98,7 +107,7 @@ def walk(data: bytes) -> Template | None:
             mask[pos + 1] = 0xFF
             pad += 1
             read(_WIDTH[info][0])
-            fields.append(Field(key, major, WIDE))
+            fields.append(Field(key, major, WIDE, width=width))
         else:  # a string: its head and length are structure, its contents the value
             mask[pos + 1:pos + 2 + width] = b"\xff" * (1 + width)
             pad += 1 + width
@@ -106,7 +115,7 @@ def walk(data: bytes) -> Template | None:
                 return None
             read(f"{arg}s")
             width += arg
-            fields.append(Field(key, major, WIDE))
+            fields.append(Field(key, major, WIDE, width=arg))
         pos += 2 + width
     if pos != n:
         return None  # trailing bytes: not one item
@@ -114,3 +123,53 @@ def walk(data: bytes) -> Template | None:
         fmt.append(f"{pad}x")
     m = int.from_bytes(mask, "big")
     return Template(m, int.from_bytes(data, "big") & m, "".join(fmt), tuple(fields))
+
+
+# The smallest argument each width holds in the shortest form (RFC 8949 §4.2.1).
+_SHORTEST = {1: 24, 2: 1 << 8, 4: 1 << 16, 8: 1 << 32}
+
+
+def value_range(f: Field, shortest: bool = False) -> tuple[int, int]:
+    """The least and greatest value of field `f` (of a string: its length, for text in
+    characters) in the records `reader(t, shortest)` reads: what a caller's checks need
+    not check again."""
+    if f.how == CONST:
+        return f.const, f.const
+    if f.major == BYTES:
+        return f.width, f.width
+    if f.major == TEXT:  # UTF-8: one to four bytes a character
+        return -(-f.width // 4), f.width
+    if f.how == HEAD:
+        low, high = 0, 23
+    else:
+        low, high = (_SHORTEST[f.width] if shortest else 0), (1 << 8 * f.width) - 1
+    return (low, high) if f.major == UINT else (-1 - high, -1 - low)
+
+
+def reader(t: Template, shortest: bool = False) -> str:
+    """Function-body source (4-space indent) that binds `f{key}` to every field's value of
+    a record `data` laid out like `t`, with `unpack` = `struct.Struct(t.fmt).unpack`, or
+    returns None when the HEAD bytes do not hold small integers, when text is not strict
+    UTF-8, or (`shortest`) when a WIDE integer's argument would fit a shorter head."""
+    read = [f"f{f.key}" for f in t.fields if f.how != CONST]
+    lines = [f"    ({', '.join(read)},) = unpack(data)\n"] if read else []
+    # The mask pins a head byte's major type; its value must fit in it.
+    checks = [f"f{f.key} < 24" if f.major == UINT else f"32 <= f{f.key} < 56"
+              for f in t.fields if f.how == HEAD]
+    if shortest:
+        checks += [f"f{f.key} >= {_SHORTEST[f.width]}" for f in t.fields
+                   if f.how == WIDE and f.major <= NINT]
+    if checks:
+        lines.append(f"    if not ({' and '.join(checks)}):\n        return None\n")
+    texts = []
+    for f in t.fields:
+        v = f"f{f.key}"
+        if f.how == CONST:
+            lines.append(f"    {v} = {f.const}\n")
+        elif f.major == NINT:
+            lines.append(f"    {v} = {31 if f.how == HEAD else -1} - {v}\n")
+        elif f.major == TEXT:
+            texts.append(f"        {v} = {v}.decode()\n")
+    if texts:  # text that is not strict UTF-8: the decoder names the fault
+        lines += ["    try:\n", *texts, "    except UnicodeDecodeError:\n        return None\n"]
+    return "".join(lines)
