@@ -4,9 +4,9 @@ Builds a realistic network (food lots on mixed pallets + a two-layer fuel networ
 heavy-blending one (8 layers of tanks), captures each into SQLite and PostgreSQL, and times
 traces two ways: recursive CTE and the in-memory graph index. The baseline, measured in the
 same run, is the bare recursive-CTE closure count of trace_perf.md (no event rows fetched).
-Last line: one JSON object. `--quick` runs a small network for CI. Written-out forward
-traces include each sale's tolerance state (every instrument has a trace_tolerance row,
-as `server run`'s monitor writes them). The headline keys (`forward_p50_ms`,
+Last line: one JSON object. `--quick` runs a small network for CI. Forward traces, as
+columns and written out, include each sale's tolerance state (every instrument has a
+trace_tolerance row, as `server run`'s monitor writes them). The headline keys (`forward_p50_ms`,
 `forward_p99_ms`, `backward_p50_ms`, `capture_events_per_s`) are the realistic network on
 SQLite, or on PostgreSQL when only that engine ran; null when the realistic network was
 not run (`heavy_*` keys then carry the heavy figures).
@@ -119,8 +119,11 @@ def run_engine(engine: str, nets: dict, samples: int, rng: random.Random, tmp: P
         for method in ("cte", "index"):
             tracer = Tracer(store, TableTolerance(store), method=method)
             t0 = time.perf_counter()
-            tracer.forward(starts[0])  # index build (graph and touch rows) / warm-up
+            tracer.forward(starts[0])  # index build (graph, rows, names) / warm-up
             warm = time.perf_counter() - t0
+            if method == "index":
+                out[f"{name}_index_load_s"] = round(warm, 1)
+                out[f"{name}_index_memory_mb"] = round(tracer.index.nbytes() / 2**20)
             if method == "index":  # the traversal alone, without fetching event rows
                 ids = [tracer.start_nodes(s)[0] for s in starts]
                 reach = []
@@ -131,12 +134,15 @@ def run_engine(engine: str, nets: dict, samples: int, rng: random.Random, tmp: P
                 out[f"{name}_index_reach_only_p50_ms"] = round(pct(reach, 0.5), 3)
                 print(f"[{engine}/{name}/index] graph traversal alone p50 "
                       f"{pct(reach, .5):.3f} ms p99 {pct(reach, .99):.3f} ms")
-            if method == "index":  # the computed trace, before it is written out
+            if method == "index":  # the whole trace computed, before it is written out
                 cols, csizes = time_calls(tracer.columns, starts)
                 out[f"{name}_index_columns_p50_ms"] = round(pct(cols, 0.5), 3)
                 out[f"{name}_index_columns_p99_ms"] = round(pct(cols, 0.99), 3)
-                print(f"[{engine}/{name}/index] trace as columns p50 {pct(cols, .5):.3f} ms "
-                      f"p99 {pct(cols, .99):.3f} ms (reach {statistics.mean(csizes):,.0f})")
+                shape = tracer.columns(starts[0]).summary()
+                print(f"[{engine}/{name}/index] trace as columns (every holder, sale and "
+                      f"transformation row, tolerance states included) p50 "
+                      f"{pct(cols, .5):.3f} ms p99 {pct(cols, .99):.3f} ms (reach "
+                      f"{statistics.mean(csizes):,.0f}; first trace: {shape})")
             fwd, sizes = time_calls(tracer.forward, starts)
             bwd, _ = time_calls(tracer.backward, leaves)
             key = f"{name}_{method}"
@@ -146,8 +152,10 @@ def run_engine(engine: str, nets: dict, samples: int, rng: random.Random, tmp: P
             out[f"{key}_nodes_reached_mean"] = round(statistics.mean(sizes), 1)
             print(f"[{engine}/{name}/{method}] forward p50 {pct(fwd, .5):.3f} ms p99 "
                   f"{pct(fwd, .99):.3f} ms (reach {statistics.mean(sizes):,.0f} nodes, max "
-                  f"{max(sizes):,}); backward p50 {pct(bwd, .5):.3f} ms; warm-up {warm:.2f} s;"
-                  f" x baseline {pct(fwd, .5) / max(pct(base, .5), 1e-6):.1f}")
+                  f"{max(sizes):,}); backward p50 {pct(bwd, .5):.3f} ms; warm-up {warm:.2f} s"
+                  + (f" ({out[f'{name}_index_memory_mb']} MB held)" if method == "index"
+                     else "")
+                  + f"; x baseline {pct(fwd, .5) / max(pct(base, .5), 1e-6):.1f}")
         store.conn.close()
     return out
 
@@ -199,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def headline(result: dict, engines: list[str]) -> dict:
     """The required keys: the server's method (index) on SQLite, else PostgreSQL; a full
-    written-out trace on the realistic network, the computed trace (columns) on the heavy
-    one (see docs/traceability.md); None for what this run did not measure."""
+    written-out trace on the realistic network; on the heavy one the whole trace computed
+    as columns (every row, tolerance states included; strings as codes into the index's
+    name tables), and written out beside it (docs/traceability.md); None for what this
+    run did not measure."""
     engine = "sqlite" if "sqlite" in engines else engines[0]
     prefix = "" if engine == "sqlite" else "pg_"
 

@@ -4,11 +4,14 @@ Modules, each with one job: `gs1` (barcodes → identifiers), `rcn` (variable-me
 label layouts), `epcis` (the event model), `jsonld` (EPCIS 2.0 JSON-LD documents, schema
 validation), `eventhash` and `digitallink` (CBV 2.0 event hash IDs), `rules` (node records
 → events), `rulefile` (rules as TOML and as stored configuration), `feed` (stored records →
-events, exactly once), `store` (tables and capture on a DB-API connection), `graph`
-(in-memory CSR index of the lot genealogy), `query` (traces, mass balance, recall),
-`tolerance` (instruments' tolerance histories from the metrology report), `report` (recall
-as JSON / CSV / HTML), `netgen` (synthetic networks), `api` (FastAPI router, served by
-`metrotrace server api`), `cli` (`metrotrace trace …`, `metrotrace epcis …`).
+events, exactly once), `store` (tables and capture on a DB-API connection), `plan`
+(capture checks and rows, pure), `doctext` (an event's stored JSON text), `query`
+(traces, mass balance; the SQL path), `index` (the in-memory trace index: `graph` for the
+genealogy, `touches` for rows and names, `kernels` its numba loops, `columns` the trace as
+arrays and written out), `tolerance` (instruments' tolerance histories from the metrology
+report, and their in-memory copy for the index), `report` (recall as JSON / CSV / HTML),
+`netgen` (synthetic networks), `api` (FastAPI router, served by `metrotrace server api`),
+`cli` (`metrotrace trace …`, `metrotrace epcis …`).
 
 Errors, one tree; every error names the field at fault::
 

@@ -23,7 +23,6 @@ from . import DocumentError
 from . import report as recall_report
 from .balance import mass_balance
 from .epcis import parse_time
-from .graph import GraphIndex
 from .jsonld import extension_context, read_document, write_document
 from .query import TableTolerance, Tracer
 from .store import TraceStore, connect
@@ -79,10 +78,14 @@ def shared(store: TraceStore) -> Stores:
 
 def make_router(stores: Stores, method: str = "index",
                 write_dependencies: Sequence[Any] = ()) -> APIRouter:
-    """`method` "index" keeps one in-memory GraphIndex for the router's lifetime (it
+    """`method` "index" keeps one in-memory TraceIndex for the router's lifetime (it
     catches up with new edges on each trace); "cte" keeps nothing."""
     router = APIRouter(tags=["trace"])
-    index = GraphIndex() if method == "index" else None
+    index = None
+    if method == "index":
+        from .index import TraceIndex  # numba: loaded where the index is used
+
+        index = TraceIndex()
 
     def tracer(store: TraceStore, oracle: TableTolerance | None = None) -> Tracer:
         return Tracer(store, oracle, method, index)

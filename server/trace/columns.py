@@ -1,24 +1,43 @@
-"""A trace as column arrays: classify gathered touch rows, then write them out.
+"""A trace as column arrays, and the same trace written out as the rows the API returns.
 
-Invariant: `classify` applies exactly the rules of query.py's SQL path: a transformation
-row belongs to its transformation; an `obs` row of a sale step is a sale; any other row
-at a location whose step receives (or that names a container's parent) adds to that
-holder's lot. It does this with whole-array operations, so its cost grows with the number
-of rows, not with Python work per row. `materialize` adds what the arrays do not hold
-(URNs, eventIDs, rawData, producers) with one query each.
+Invariant: `TraceColumns` holds the whole trace — every object reached, every holder
+(location, lot, quantity received, first and last time), every transformation row and
+every sale (time, place, lot, quantity, instrument, measured quantity and unit, eventID,
+rawData, and the instrument's tolerance state then) — as integer columns whose strings
+are codes into the index's name tables (dictionary encoding: the URN of node n is
+`index.n_urn.array[n]`). Rows are in the order of their numeric keys (time, then
+event id; holders by first time, then location code). `materialize`
+writes them out exactly as query.py's SQL path does, same rows in the same order: ties
+on the leading key (a time) are put in the SQL path's string order, run by run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from .touches import ROLES, TouchIndex
-from .vocab import RECEIVE_STEPS, SALE_STEPS, unit_of
+from .vocab import unit_of
 
-_OBS, _IN, _PARENT = ROLES.index("obs"), ROLES.index("in"), ROLES.index("parent")
+_IN = ROLES.index("in")
+_SALE_KEY = itemgetter("time", "event", "epc")
+_HOLDER_KEY = itemgetter("first", "location", "epc")
+_TRANSFORM_KEY = itemgetter("time", "event")
+
+
+def ordered(lead: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Indices sorting rows by (lead, second), integer columns; rows equal in both keep
+    no particular order (`materialize` orders them by their strings)."""
+    if lead.size < 2:
+        return np.arange(lead.size)
+    lo, span = int(lead.min()), int(second.max()) - int(second.min()) + 1
+    if (int(lead.max()) - lo + 1) * span < 1 << 62:  # one packed key: one quicksort,
+        # several times faster than a stable multi-key sort
+        return np.argsort((lead - lo) * span + (second - second.min()))
+    return np.lexsort((second, lead))
 
 
 @dataclass
@@ -26,9 +45,14 @@ class TraceColumns:
     start: str
     forward: bool
     nodes: np.ndarray  # ids of reached objects that some event touched
+    index: TouchIndex  # the name tables the codes point into
     holders: dict[str, np.ndarray]  # location, node, received, dim, first, last
-    sales: dict[str, np.ndarray]  # event, time, location, node, qty, dim, instrument, ...
+    sales: dict[str, np.ndarray]  # event, time, location, node, qty, dim, instrument,
+    # measured, munit, tolerance (a code into state_names, -1: unknown)
     transforms: dict[str, np.ndarray]  # event, time, location, node, role, qty, dim
+    producers: dict[str, np.ndarray] | None  # backward only: event, time, location, node,
+    # step
+    state_names: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {"objects": int(self.nodes.size), "holders": int(self.holders["node"].size),
@@ -36,103 +60,123 @@ class TraceColumns:
                 "sale_points": int(np.unique(self.sales["location"]).size),
                 "transformation_rows": int(self.transforms["event"].size)}
 
-
-def classify(rows: dict[str, np.ndarray], index: TouchIndex, start: str,
-             forward: bool) -> TraceColumns:
-    if not rows:
-        empty = np.zeros(0, np.int64)
-        rows = {k: empty for k in ("node", "event", "role", "qty", "dim", "is_t", "time",
-                                   "step", "location", "instrument", "measured", "munit")}
-    is_t = rows["is_t"].astype(bool)
-    sale_codes = [index.code("step", s) for s in SALE_STEPS]
-    receive_codes = [index.code("step", s) for s in RECEIVE_STEPS]
-    sale = ~is_t & np.isin(rows["step"], sale_codes) & (rows["role"] == _OBS)
-    held = (~is_t & ~sale & (rows["location"] != 0)
-            & (np.isin(rows["step"], receive_codes) | (rows["role"] == _PARENT)))
-    return TraceColumns(
-        start, forward, rows["touched"] if "touched" in rows else np.unique(rows["node"]),
-        _holders(rows, held),
-        {k: rows[k][sale] for k in ("event", "time", "location", "node", "qty", "dim",
-                                    "instrument", "measured", "munit")},
-        {k: rows[k][is_t] for k in ("event", "time", "location", "node", "role", "qty",
-                                    "dim")})
-
-
-def _holders(rows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-    # one sort by (location, node), then every sum / min / max is a reduceat over runs
-    loc, node = rows["location"][mask].astype(np.int64), rows["node"][mask]
-    if not node.size:
-        empty = np.zeros(0, np.int64)
-        return {k: empty for k in ("location", "node", "received", "dim", "first", "last")}
-    key = loc * (int(node.max()) + 1) + node
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    runs = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
-    qty, times = rows["qty"][mask][order], rows["time"][mask][order]
-    return {"location": loc[order][runs], "node": node[order][runs],
-            "received": np.add.reduceat(np.where(qty > 0, qty, 0), runs),
-            "dim": np.maximum.reduceat(rows["dim"][mask][order].astype(np.int64), runs),
-            "first": np.minimum.reduceat(times, runs), "last": np.maximum.reduceat(times, runs)}
+    def ask(self, oracle: Any) -> None:
+        """Tolerance states from any ToleranceOracle (one call for all instruments when
+        it has `states_many`)."""
+        names = self.index.names["instrument"]
+        inst, times = self.sales["instrument"], self.sales["time"]
+        wanted: dict[str, list[int]] = {}
+        for code in np.unique(inst[inst > 0]).tolist():
+            if names[code]:
+                wanted[names[code]] = times[inst == code].tolist()
+        many = getattr(oracle, "states_many", None)
+        found = many(wanted) if many else {i: oracle.states(i, t) for i, t in wanted.items()}
+        codes: dict[str | None, int] = {None: -1}
+        out = self.sales["tolerance"]
+        for name, states in found.items():
+            where = np.flatnonzero(inst == self.index.codes["instrument"][name])
+            for row, state in zip(where.tolist(), states, strict=True):
+                if state not in codes:
+                    codes[state] = len(self.state_names)
+                    self.state_names.append(state)
+                out[row] = codes[state]
 
 
-def _lookup(store: Any, sql: str, ids: list[int]) -> list[tuple]:
-    if not ids:
-        return []
-    if store.dialect == "postgresql":
-        return store.rows(sql + " = ANY(?)", (ids,))
-    # ids are ints: a JSON array by join is several times faster than json.dumps
-    return store.rows(sql + " IN (SELECT value FROM json_each(?))",
-                      ("[" + ",".join(map(str, ids)) + "]",))
+def _names(values: list) -> np.ndarray:
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
 
 
-def materialize(store: Any, cols: TraceColumns, index: TouchIndex):
+def _nullable(values: np.ndarray) -> list:
+    # -1 stands for NULL in the integer columns
+    out = values.astype(object)
+    out[values < 0] = None
+    return out.tolist()
+
+
+def _ties_in_order(lead: np.ndarray, rows: list[dict], key: Any) -> list[dict]:
+    # rows are sorted by their numeric keys; where the leading key ties, the SQL path's
+    # order is by strings: re-sort each such run by the full key (stable)
+    if lead.size < 2:
+        return rows
+    change = np.flatnonzero(lead[1:] != lead[:-1]) + 1
+    bounds = np.concatenate([[0], change, [lead.size]])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if hi - lo > 1:
+            rows[lo:hi] = sorted(rows[lo:hi], key=key)
+    return rows
+
+
+def materialize(cols: TraceColumns):
     from .query import Trace  # the Trace dataclass lives with the SQL path
 
-    name = index.names
-    urn = dict(_lookup(store, "SELECT id, urn FROM trace_node WHERE id",
-                       cols.nodes.tolist()))
-    event_ids = np.unique(np.concatenate([cols.sales["event"], cols.transforms["event"]]))
-    events = {i: (e, raw) for i, e, raw in _lookup(
-        store, "SELECT id, event_id, raw_ref FROM trace_event WHERE id", event_ids.tolist())}
+    t = cols.index
+    urn = t.n_urn.array
+    place = t.table("location")
+    units = _names([unit_of(d) for d in t.names["dim"]])
     trace = Trace(cols.start, "forward" if cols.forward else "backward",
-                  nodes=sorted(urn.values()))
+                  nodes=sorted(urn[cols.nodes].tolist()))
     h = cols.holders
-    units = [unit_of(d) for d in name["dim"]]  # by dim code: one lookup per row, no call
-    places, instruments, munits = name["location"], name["instrument"], name["munit"]
-    trace.holders = [{"location": places[loc], "epc": urn[node], "received": r,
-                      "unit": units[d], "first": f, "last": la}
-                     for loc, node, r, d, f, la in zip(
-                         h["location"].tolist(), h["node"].tolist(), h["received"].tolist(),
-                         h["dim"].tolist(), h["first"].tolist(), h["last"].tolist(),
-                         strict=True)]
+    trace.holders = _ties_in_order(h["first"], [
+        {"location": loc, "epc": epc, "received": r, "unit": unit, "first": f, "last": la}
+        for loc, epc, r, unit, f, la in zip(
+            place[h["location"]].tolist(), urn[h["node"]].tolist(),
+            h["received"].tolist(), units[h["dim"]].tolist(), h["first"].tolist(),
+            h["last"].tolist(), strict=True)], _HOLDER_KEY)
     s = cols.sales
-    trace.sales = [{"event": events[ev][0], "time": t, "location": places[loc],
-                    "epc": urn[node], "qty": None if q < 0 else q, "unit": units[d],
-                    "instrument": instruments[inst], "measured": None if m < 0 else m,
-                    "measured_unit": munits[mu], "raw": events[ev][1], "tolerance": None}
-                   for ev, t, loc, node, q, d, inst, m, mu in zip(
-                       *(s[k].tolist() for k in ("event", "time", "location", "node", "qty",
-                                                 "dim", "instrument", "measured", "munit")),
-                       strict=True)]
-    transforms: dict[int, dict[str, Any]] = {}
-    tr = cols.transforms
-    for ev, t, loc, node, role, q, d in zip(
-            *(tr[k].tolist() for k in ("event", "time", "location", "node", "role", "qty",
-                                       "dim")), strict=True):
-        entry = transforms.get(ev)
-        if entry is None:
-            entry = transforms[ev] = {"event": events[ev][0], "time": t,
-                                      "location": places[loc], "inputs": [], "outputs": []}
-        entry["inputs" if role == _IN else "outputs"].append(
-            {"epc": urn[node], "qty": None if q < 0 else q, "unit": units[d]})
-    trace.transformations = list(transforms.values())
-    if not cols.forward:
-        trace.producers = [
-            {"epc": u, "event": e, "time": t, "location": loc, "step": step}
-            for u, e, t, loc, step in _lookup(
-                store, "SELECT n.urn, e.event_id, e.time, e.location, e.biz_step"
-                " FROM trace_node n JOIN trace_event e ON e.id = n.origin"
-                " JOIN trace_touch t ON t.node = n.id AND t.event = e.id"
-                " WHERE e.type <> 'TransformationEvent' AND n.id",
-                cols.nodes.tolist())]
+    states = _names(cols.state_names + [None])  # code -1 → the last entry: None
+    trace.sales = _ties_in_order(s["time"], [
+        {"event": e, "time": tm, "location": loc, "epc": epc, "qty": q, "unit": unit,
+         "instrument": inst, "measured": m, "measured_unit": mu, "raw": raw,
+         "tolerance": state}
+        for e, tm, loc, epc, q, unit, inst, m, mu, raw, state in zip(
+            t.e_id.array[s["event"]].tolist(), s["time"].tolist(),
+            place[s["location"]].tolist(), urn[s["node"]].tolist(),
+            _nullable(s["qty"]), units[s["dim"]].tolist(),
+            t.table("instrument")[s["instrument"]].tolist(), _nullable(s["measured"]),
+            t.table("munit")[s["munit"]].tolist(), t.e_raw.array[s["event"]].tolist(),
+            states[s["tolerance"]].tolist(), strict=True)], _SALE_KEY)
+    trace.transformations = _transformations(cols, urn, place, units)
+    if cols.producers is not None:
+        p = cols.producers
+        trace.producers = _ties_in_order(p["time"], [
+            {"epc": epc, "event": e, "time": tm, "location": loc, "step": step}
+            for epc, e, tm, loc, step in zip(
+                urn[p["node"]].tolist(), t.e_id.array[p["event"]].tolist(),
+                p["time"].tolist(), place[p["location"]].tolist(),
+                t.table("step")[p["step"]].tolist(), strict=True)], _SALE_KEY)
     return trace
+
+
+def _transformations(cols: TraceColumns, urn: np.ndarray, place: np.ndarray,
+                     units: np.ndarray) -> list[dict]:
+    # rows come grouped by event, each event's inputs before its outputs
+    tr = cols.transforms
+    event = tr["event"]
+    if not event.size:
+        return []
+    items = [{"epc": epc, "qty": q, "unit": unit} for epc, q, unit in zip(
+        urn[tr["node"]].tolist(), _nullable(tr["qty"]), units[tr["dim"]].tolist(),
+        strict=True)]
+    starts = np.concatenate([[0], np.flatnonzero(event[1:] != event[:-1]) + 1])
+    ends = np.append(starts[1:], event.size)
+    mids = starts + np.add.reduceat((tr["role"] == _IN).astype(np.int64), starts)
+    entries = [{"event": e, "time": tm, "location": loc, "inputs": items[lo:mid],
+                "outputs": items[mid:hi]}
+               for e, tm, loc, lo, mid, hi in zip(
+                   cols.index.e_id.array[event[starts]].tolist(), tr["time"][starts].tolist(),
+                   place[tr["location"][starts]].tolist(), starts.tolist(), mids.tolist(),
+                   ends.tolist(), strict=True)]
+    for entry in entries:  # most have one or two of each: skip the call
+        for side in (entry["inputs"], entry["outputs"]):
+            if len(side) > 1:
+                side.sort(key=_SIDE_KEY)
+    return _ties_in_order(tr["time"][starts], entries, _TRANSFORM_KEY)
+
+
+def _side_key(item: dict) -> tuple:
+    return item["epc"], item["qty"] or 0
+
+
+_SIDE_KEY = _side_key

@@ -218,6 +218,18 @@ def short(term: str | None) -> str | None:
     """A CBV term in any spelling (bare, URN, GS1 Web URI) → its bare name."""
     if term is None:
         return None
+    found = _SHORT.get(term)  # every capture asks for the same few terms
+    if found is None:
+        found = _short(term)
+        if len(_SHORT) < 4096:
+            _SHORT[term] = found
+    return found
+
+
+_SHORT: dict[str, str] = {}
+
+
+def _short(term: str) -> str:
     for sep in ("BizStep-", "Bizstep-", "Disp-", "SDT-", "BTT-"):
         if sep in term:
             return term.rsplit(sep, 1)[1]
@@ -292,9 +304,17 @@ def _offset_s(tz: str) -> int:
 def format_time(ms: int, tz: str) -> str:
     """UTC ms → local ISO 8601 time at offset tz, millisecond precision (on every capture
     path, hence time.gmtime rather than datetime arithmetic)."""
+    global _LAST_SECOND
     secs, milli = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs + _offset_s(tz))) + \
-        f".{milli:03d}{tz}"
+    last = _LAST_SECOND  # events come in time order: most share the previous one's second
+    if last[0] != secs or last[1] != tz:
+        # one tuple, replaced whole: safe across threads
+        last = _LAST_SECOND = (secs, tz, time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                       time.gmtime(secs + _offset_s(tz))))
+    return f"{last[2]}.{milli:03d}{tz}"
+
+
+_LAST_SECOND: tuple[int | None, str | None, str] = (None, None, "")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,124 +1,90 @@
-"""In-memory index of the lot genealogy: CSR arrays both ways, caught up by edge id.
+"""In-memory index of the lot genealogy: CSR arrays both ways, caught up by event id.
 
-Invariant: after `refresh()`, `reach()` visits exactly the nodes a recursive CTE over
-trace_edge would (trace_edge is append-only, so the index loads only ids above the last
-one it saw). Edges newer than the CSR arrays sit in a small delta map until the next
-rebuild. Traversal is level-synchronous with numpy, so one level costs a few array ops
-however wide it is: this is what keeps heavy-blending traces (tens of thousands of lots
-reached through tanks) fast where a CTE visits them one row at a time.
+Invariant: after `refresh(store, upto)`, `reach()` visits exactly the nodes a recursive
+CTE over the trace_edge rows of events up to `upto` would. trace_edge is append-only and
+its ids grow with the events that made them (one writer at a time), so the index loads
+only ids above the last one it saw. Edges newer than the CSR arrays sit in a chain per
+node until the next rebuild. Traversal is one compiled breadth-first loop (kernels.reach)
+over a visited bitmap: a heavy-blending trace (tens of thousands of lots reached through
+tanks) costs a pass over the edges it reaches and nothing else.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 
-REBUILD_AFTER = 50_000  # delta edges before the CSR arrays are rebuilt
+from . import kernels
+from .touches import Growing
+
+REBUILD_AFTER = 50_000  # chained edges before the CSR arrays are rebuilt
+_EDGES = "SELECT id, src, dst FROM trace_edge WHERE id > ? AND event <= ? ORDER BY id"
 
 
 def _csr(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(src, kind="stable")
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(indptr, src + 1, 1)
-    return np.cumsum(indptr), dst[order].astype(np.int64)
+    counts = np.bincount(src, minlength=n)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), dst[order]
 
 
 class GraphIndex:
-    def __init__(self, store: Any = None):
-        self.store = store  # default store for refresh(); a long-lived index may be given
-        # each request's store instead (the edges are the same table)
+    def __init__(self) -> None:
         self.last_edge = 0
-        self.size = 1
-        self._src = np.zeros(0, np.int64)
-        self._dst = np.zeros(0, np.int64)
-        self.fwd = (np.zeros(2, np.int64), np.zeros(0, np.int64))
-        self.bwd = (np.zeros(2, np.int64), np.zeros(0, np.int64))
-        self._delta_fwd: dict[int, list[int]] = {}
-        self._delta_bwd: dict[int, list[int]] = {}
-        self._delta_count = 0
-        self._seen = np.zeros(1, np.bool_)
-        self.lock = threading.Lock()  # the visited bitmap is shared: one traversal at a time
-        self._stamp = np.zeros(1, np.int64)
-        self.touches: Any = None  # the TouchIndex traced with this graph (query.Tracer sets it)
+        self.src = Growing(np.int64)
+        self.dst = Growing(np.int64)
+        self.base = 0  # edges [0, base) are in the CSR arrays, later ones in chains
+        self.fwd = (np.zeros(1, np.int64), np.zeros(0, np.int64))
+        self.bwd = (np.zeros(1, np.int64), np.zeros(0, np.int64))
+        self.head_fwd = Growing(np.int64, -1)  # by node: newest chained edge out of it
+        self.head_bwd = Growing(np.int64, -1)  # by node: newest chained edge into it
+        self.link_fwd = Growing(np.int64, -1)  # by edge: the previous one of its src
+        self.link_bwd = Growing(np.int64, -1)  # by edge: the previous one of its dst
+        self.seen = np.zeros(1, np.bool_)
 
-    def refresh(self, store: Any = None) -> int:
-        """Load edges stored since the last refresh; return how many."""
-        rows = (store or self.store).rows(
-            "SELECT id, src, dst FROM trace_edge WHERE id > ? ORDER BY id", (self.last_edge,))
+    def refresh(self, store: Any, upto: int) -> int:
+        """Load the edges of events up to `upto` stored since the last refresh."""
+        rows = store.rows(_EDGES, (self.last_edge, upto))
         if not rows:
             return 0
         self.last_edge = rows[-1][0]
-        if self._delta_count + len(rows) >= REBUILD_AFTER or not self._src.size:
-            arr = np.asarray(rows, dtype=np.int64)
-            self._rebuild(arr[:, 1], arr[:, 2])
-        else:
-            for _, src, dst in rows:
-                self._delta_fwd.setdefault(src, []).append(dst)
-                self._delta_bwd.setdefault(dst, []).append(src)
-                self.size = max(self.size, src + 1, dst + 1)
-            self._delta_count += len(rows)
-        if self._seen.size < self.size:
-            self._seen = np.zeros(self.size * 2, np.bool_)
-        return len(rows)
+        arr = np.asarray(rows, dtype=np.int64)
+        first, n = self.src.size, len(rows)
+        at = np.arange(first, first + n)
+        self.src.put(at, arr[:, 1], first + n)
+        self.dst.put(at, arr[:, 2], first + n)
+        if first + n - self.base >= REBUILD_AFTER or not self.base:
+            self._rebuild()
+            return n
+        top = int(arr[:, 1:].max()) + 1
+        for head, link, ends in ((self.head_fwd, self.link_fwd, arr[:, 1]),
+                                 (self.head_bwd, self.link_bwd, arr[:, 2])):
+            if top > head.size:
+                head.put(np.arange(head.size, top), -1, top)
+            link.put(at, -1, first + n)
+            kernels.chain(np.ascontiguousarray(ends), first, head.array, link.array)
+        return n
 
-    def _rebuild(self, src: np.ndarray, dst: np.ndarray) -> None:
-        if self._delta_count:
-            pending = [(s, d) for s, ds in self._delta_fwd.items() for d in ds]
-            src = np.concatenate([np.asarray([p[0] for p in pending], np.int64), src])
-            dst = np.concatenate([np.asarray([p[1] for p in pending], np.int64), dst])
-        self._src = np.concatenate([self._src, src])
-        self._dst = np.concatenate([self._dst, dst])
-        self.size = int(max(self._src.max(), self._dst.max())) + 1
-        self.fwd = _csr(self._src, self._dst, self.size)
-        self.bwd = _csr(self._dst, self._src, self.size)
-        self._delta_fwd, self._delta_bwd, self._delta_count = {}, {}, 0
+    def _rebuild(self) -> None:
+        src, dst = self.src.data, self.dst.data
+        size = int(max(src.max(), dst.max())) + 1
+        self.fwd = _csr(src, dst, size)
+        self.bwd = _csr(dst, src, size)
+        self.base = self.src.size
+        for head in (self.head_fwd, self.head_bwd):
+            head.array[:] = -1
+            head.size = 0
 
-    def reach(self, starts: list[int], forward: bool = True) -> np.ndarray:
-        """Every node reachable from `starts` (included), in breadth-first levels."""
+    def reach(self, starts: list[int] | np.ndarray, forward: bool = True) -> np.ndarray:
+        """Every node reachable from `starts` (included), breadth first."""
+        starts = np.asarray(starts, np.int64)
+        if not starts.size:
+            return starts
         indptr, indices = self.fwd if forward else self.bwd
-        delta = self._delta_fwd if forward else self._delta_bwd
-        csr_n = indptr.size - 1
-        top = max(starts, default=0) + 1
-        if self._seen.size < max(self.size, top):
-            self._seen = np.zeros(max(self.size, top) * 2, np.bool_)
-        seen = self._seen
-        frontier = np.unique(np.asarray(starts, dtype=np.int64))
-        seen[frontier] = True
-        levels = [frontier]
-        while frontier.size:
-            inside = frontier[frontier < csr_n]
-            lo, hi = indptr[inside], indptr[inside + 1]
-            counts = hi - lo
-            total = int(counts.sum())
-            if total:
-                offsets = np.repeat(lo - np.cumsum(counts) + counts, counts)
-                nxt = indices[offsets + np.arange(total)]
-            else:
-                nxt = np.zeros(0, np.int64)
-            if delta:
-                extra = [d for f in frontier.tolist() for d in delta.get(f, ())]
-                if extra:
-                    nxt = np.concatenate([nxt, np.asarray(extra, np.int64)])
-                    if seen.size <= nxt.max():
-                        seen = self._grow(int(nxt.max()))
-            nxt = nxt[~seen[nxt]]
-            if nxt.size > 1:  # drop repeats without sorting: one slot per node, last wins
-                if self._stamp.size < seen.size:
-                    self._stamp = np.zeros(seen.size, np.int64)
-                order = np.arange(nxt.size)
-                self._stamp[nxt] = order
-                nxt = nxt[self._stamp[nxt] == order]
-            seen[nxt] = True
-            frontier = nxt
-            levels.append(nxt)
-        out = np.concatenate(levels)
-        seen[out] = False  # reset only what was touched: the bitmap is reused
-        return out
-
-    def _grow(self, top: int) -> np.ndarray:
-        grown = np.zeros((top + 1) * 2, np.bool_)
-        grown[: self._seen.size] = self._seen
-        self._seen = grown
-        return grown
+        head, link, target = ((self.head_fwd, self.link_fwd, self.dst) if forward
+                              else (self.head_bwd, self.link_bwd, self.src))
+        top = max(indptr.size, head.size, int(starts.max()) + 1)
+        if self.seen.size < top:
+            self.seen = np.zeros(top * 2, np.bool_)
+        return kernels.reach(indptr, indices, head.data, link.array, target.array, starts,
+                             self.seen)

@@ -10,10 +10,10 @@ back to its other children, so a mixed pallet does not mix its lots).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from . import DocumentError
+from .doctext import doc_text
 from .epcis import Event, Quantity, short
 
 _QTY_KEY = {"ObjectEvent": "quantityList", "TransactionEvent": "quantityList",
@@ -22,11 +22,6 @@ _QTY_KEY = {"ObjectEvent": "quantityList", "TransactionEvent": "quantityList",
 _EPC_KEY = {"ObjectEvent": "epcList", "TransactionEvent": "epcList",
             "AggregationEvent": "childEPCs", "AssociationEvent": "childEPCs",
             "TransformationEvent": "inputEPCList"}
-
-
-# one encoder for every stored document: compact, no cycle check (to_json builds trees)
-_ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False,
-                           ensure_ascii=False).encode
 
 
 @dataclass
@@ -59,29 +54,33 @@ class _Planner:
         self.next_edge = next_edge
         self.require_known = require_known
         self.plan = CapturePlan()
+        self.touches = self.plan.touches  # appended to for every object an event names
         self._new: dict[str, NodeInfo] = {}
         self._updates: dict[int, NodeInfo] = {}
 
-    def node(self, urn: str, field_name: str, creates: bool, event_row: int) -> NodeInfo:
+    def node(self, urn: str, key: str, i: int | None, creates: bool, event_row: int,
+             suffix: str = "") -> NodeInfo:
+        # the field name (`key[i]suffix`) is spelled only when an error needs it
         info = self._new.get(urn) or self.nodes.get(urn)
         if info is None:
             if not creates and self.require_known:
-                raise DocumentError(field_name, f"unknown lot or object {urn!r}: no event "
-                                    "commissioned, produced or packed it")
+                raise DocumentError(_field(key, i, suffix), f"unknown lot or object {urn!r}: no "
+                                    "event commissioned, produced or packed it")
             info = NodeInfo(self.next_node, None, event_row if creates else None)
             self.next_node += 1
             self._new[urn] = info
-        elif creates and info.origin is None:
-            info.origin = event_row
-            self._updates[info.id] = info
-        elif not creates and info.origin is None and self.require_known:
-            raise DocumentError(field_name, f"unknown lot or object {urn!r}: referenced "
-                                "before, never commissioned, produced or packed")
+        elif info.origin is None:
+            if creates:
+                info.origin = event_row
+                self._updates[info.id] = info
+            elif self.require_known:
+                raise DocumentError(_field(key, i, suffix), f"unknown lot or object {urn!r}: "
+                                    "referenced before, never commissioned, produced or packed")
         return info
 
-    def quantity(self, q: Quantity, where: str, creates: bool, event_row: int,
+    def quantity(self, q: Quantity, key: str, i: int, creates: bool, event_row: int,
                  role: str, via: int | None = None) -> NodeInfo:
-        info = self.node(q.epc_class, where + ".epcClass", creates, event_row)
+        info = self.node(q.epc_class, key, i, creates, event_row, ".epcClass")
         dim = q.dimension()
         if dim is not None:
             if info.dim is None:
@@ -89,9 +88,9 @@ class _Planner:
                 if q.epc_class not in self._new:  # a stored node: its row needs the dim
                     self._updates[info.id] = info
             elif info.dim != dim:
-                raise DocumentError(where + ".uom", f"{q.epc_class} is counted in "
+                raise DocumentError(f"{key}[{i}].uom", f"{q.epc_class} is counted in "
                                     f"{info.dim}, this quantity ({q.uom}) is {dim}")
-        self.plan.touches.append((info.id, event_row, role, q.base(), dim, via))
+        self.touches.append((info.id, event_row, role, q.base(), dim, via))
         return info
 
     def finish(self) -> CapturePlan:
@@ -103,6 +102,10 @@ class _Planner:
         self.plan.node_info.update(
             {u: i for u, i in self.nodes.items() if i.id in self._updates})
         return self.plan
+
+
+def _field(key: str, i: int | None, suffix: str) -> str:
+    return key if i is None else f"{key}[{i}]{suffix}"
 
 
 def plan_capture(events: list[Event], nodes: dict[str, NodeInfo], contents: dict,
@@ -121,50 +124,54 @@ def plan_capture(events: list[Event], nodes: dict[str, NodeInfo], contents: dict
     return planner.finish()
 
 
+_NO_MEASUREMENT = (None, None, None, None)
+
+
 def _plan_event(p: _Planner, event: Event, row: int, record_time: int) -> None:
-    measured = event.measurement()
-    instrument, value, unit, raw = measured if measured else (None, None, None, None)
+    measured = (event.measurement() if event.sensors else None) or _NO_MEASUREMENT
     p.plan.events.append((row, event.event_id, event.type, event.time, record_time,
                           short(event.biz_step), short(event.disposition), event.holder(),
-                          event.read_point, instrument, value, unit, raw,
-                          _ENCODE(event.to_json())))
+                          event.read_point, *measured, doc_text(event)))
     kind = event.type
+    touches = p.touches
     if kind == "TransformationEvent":
-        inputs = [p.node(u, f"inputEPCList[{i}]", False, row) for i, u in enumerate(event.epcs)]
-        inputs += [p.quantity(q, f"inputQuantityList[{i}]", False, row, "in")
+        inputs = [p.node(u, "inputEPCList", i, False, row) for i, u in enumerate(event.epcs)]
+        inputs += [p.quantity(q, "inputQuantityList", i, False, row, "in")
                    for i, q in enumerate(event.quantities)]
-        outputs = [p.node(u, f"outputEPCList[{i}]", True, row)
+        outputs = [p.node(u, "outputEPCList", i, True, row)
                    for i, u in enumerate(event.outputs)]
-        outputs += [p.quantity(q, f"outputQuantityList[{i}]", True, row, "out")
+        outputs += [p.quantity(q, "outputQuantityList", i, True, row, "out")
                     for i, q in enumerate(event.output_quantities)]
-        p.plan.touches += [(n.id, row, "in", None, None, None) for n in inputs[:len(event.epcs)]]
-        p.plan.touches += [(n.id, row, "out", None, None, None)
-                           for n in outputs[:len(event.outputs)]]
+        touches += [(n.id, row, "in", None, None, None) for n in inputs[:len(event.epcs)]]
+        touches += [(n.id, row, "out", None, None, None) for n in outputs[:len(event.outputs)]]
         for src in inputs:
             for dst in outputs:
                 p.plan.edges.append((p.next_edge, src.id, dst.id, row))
                 p.next_edge += 1
         return
-    creates = kind == "ObjectEvent" and event.action == "ADD"
-    if kind == "AssociationEvent":  # sensors and assets, not goods: no checks, no flow
-        creates = True
-    epc_key, qty_key = _EPC_KEY[kind], _QTY_KEY[kind]
+    creates = kind == "AssociationEvent" or (kind == "ObjectEvent" and event.action == "ADD")
+    # AssociationEvent: sensors and assets, not goods: no checks, no flow
     role = "child" if kind in ("AggregationEvent", "AssociationEvent") else "obs"
     items = []
-    for i, urn in enumerate(event.epcs):
-        info = p.node(urn, f"{epc_key}[{i}]", creates, row)
-        p.plan.touches.append((info.id, row, role, None, None, None))
-        items.append((info, None, None))
-    for i, q in enumerate(event.quantities):
-        info = p.quantity(q, f"{qty_key}[{i}]", creates, row, role)
-        items.append((info, q.base(), q.dimension()))
+    if event.epcs:
+        epc_key = _EPC_KEY[kind]
+        for i, urn in enumerate(event.epcs):
+            info = p.node(urn, epc_key, i, creates, row)
+            touches.append((info.id, row, role, None, None, None))
+            items.append((info, None, None))
+    if event.quantities:
+        qty_key = _QTY_KEY[kind]
+        for i, q in enumerate(event.quantities):
+            info = p.quantity(q, qty_key, i, creates, row, role)
+            touch = touches[-1]  # the row quantity() added: (node, event, role, qty, dim, via)
+            items.append((info, touch[3], touch[4]))
     if event.parent_id is None:
-        if role == "obs":
+        if role == "obs" and p.contents:
             _expand_containers(p, [i[0] for i in items], row)
         return
     parent_creates = creates or (kind == "AggregationEvent" and event.action == "ADD")
-    parent = p.node(event.parent_id, "parentID", parent_creates, row)
-    p.plan.touches.append((parent.id, row, "parent", None, None, None))
+    parent = p.node(event.parent_id, "parentID", None, parent_creates, row)
+    touches.append((parent.id, row, "parent", None, None, None))
     if role == "obs":  # a TransactionEvent or ObjectEvent about a container's contents
         _expand_containers(p, [parent], row)
     if kind != "AggregationEvent":

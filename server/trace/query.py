@@ -5,28 +5,25 @@ reached object, classified once: a holder (received, produced or packed at a loc
 a transformation, a sale (retail_selling / dispensing, with the instrument that measured
 it and that instrument's tolerance state at the sale's time), or a producer (the event
 that created an object with no ancestor). Reachability comes from either a recursive CTE
-(`method="cte"`) or the in-memory GraphIndex (`method="index"`); both give the same set.
+(`method="cte"`) or the in-memory TraceIndex (`method="index"`, index.py); both give the
+same rows in the same order.
 """
 
 from __future__ import annotations
 
 import bisect
-import gc
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
-from .columns import TraceColumns, classify, materialize
-from .graph import GraphIndex
-from .store import TraceStore
-from .touches import TouchIndex
+from .store import TraceStore, gc_paused
 from .vocab import RECEIVE_STEPS, SALE_STEPS
 from .vocab import unit_of as _unit
+
+if TYPE_CHECKING:
+    from .columns import TraceColumns
+    from .index import TraceIndex
 
 _ROWS = ("SELECT t.node, n.urn, t.role, t.qty, t.dim, t.via, e.event_id, e.type, e.time,"
          " e.biz_step, e.location, e.instrument, e.measured, e.measured_unit, e.raw_ref,"
@@ -95,23 +92,28 @@ class Trace:
 
 
 class Tracer:
-    """Forward and backward traces on one store; `method` "index" keeps a GraphIndex."""
+    """Forward and backward traces on one store; `method` "index" keeps a TraceIndex."""
 
     def __init__(self, store: TraceStore, oracle: ToleranceOracle | None = None,
-                 method: str = "index", index: GraphIndex | None = None):
+                 method: str = "index", index: TraceIndex | None = None):
         if method not in ("cte", "index"):
             raise ValueError(f"method: expected 'cte' or 'index', got {method!r}")
         self.store = store
         self.oracle = oracle
         self.method = method
-        # a long-lived process passes one shared index; it catches up by edge id
-        self.index = (index or GraphIndex(store)) if method == "index" else None
-        if self.index is not None and self.index.touches is None:
-            self.index.touches = TouchIndex()  # rides with the graph index it matches
-        self.touches = self.index.touches if self.index is not None else None
+        self.index: TraceIndex | None = None
+        if method == "index":  # numba and numpy load only for this method
+            from .index import TraceIndex
+
+            # a long-lived process passes one shared index; it catches up by event id
+            self.index = index if index is not None else TraceIndex()
 
     def start_nodes(self, start: str) -> list[int]:
         """Node ids for an EPC / lot URN, an eventID (what it touched), or a location."""
+        if self.index is not None:
+            with self.index.lock:
+                self.index.refresh(self.store)
+                return self.index.start_nodes(self.store, start)
         node = self.store.node_id(start)
         if node is not None:
             return [node]
@@ -128,7 +130,7 @@ class Tracer:
         if self.index is not None:
             with self.index.lock:
                 self.index.refresh(self.store)
-                return self.index.reach(starts, forward).tolist()
+                return self.index.graph.reach(starts, forward).tolist()
         to, frm = ("dst", "src") if forward else ("src", "dst")
         sql = _CTE.format(starts=", ".join(str(int(s)) for s in starts), to=to, frm=frm)
         return [r[0] for r in self.store.rows(sql + "SELECT n FROM reach")]
@@ -146,23 +148,21 @@ class Tracer:
         return self._trace(start, forward=False)
 
     def columns(self, start: str, forward: bool = True) -> TraceColumns:
-        """The trace as column arrays (index method only): what a recall computes before
-        anything is written out; `materialize` turns it into a Trace."""
-        if self.index is None or self.touches is None:
+        """The whole trace as column arrays (index method only), tolerance states
+        included: what a recall computes before anything is written out; `materialize`
+        turns it into the Trace that forward() / backward() return."""
+        if self.index is None:
             raise ValueError("method: columns need method='index'")
-        starts = self.start_nodes(start)
-        with self.index.lock:
-            self.index.refresh(self.store)
-            self.touches.refresh(self.store)
-            nodes = self.index.reach(starts, forward) if starts else np.zeros(0, np.int64)
-            rows = self.touches.gather(nodes)
-        return classify(rows, self.touches, start, forward)
+        return self.index.trace(self.store, start, forward, self.oracle,
+                                table_oracle=isinstance(self.oracle, TableTolerance))
 
     def _trace(self, start: str, forward: bool) -> Trace:
-        if self.touches is not None:
+        if self.index is not None:
+            from .columns import materialize
+
             cols = self.columns(start, forward)
-            with _gc_paused():
-                return finish(materialize(self.store, cols, self.touches), self.oracle)
+            with gc_paused():
+                return materialize(cols)
         nodes = self.reach(self.start_nodes(start), forward)
         trace = Trace(start, "forward" if forward else "backward")
         rows = self._touches(nodes) if nodes else []
@@ -206,7 +206,8 @@ class Tracer:
 
 
 def finish(trace: Trace, oracle: ToleranceOracle | None) -> Trace:
-    """One order for every list (both trace paths end here), then tolerance states."""
+    """One order for every list, then tolerance states (the SQL path; columns.materialize
+    writes the index's trace out in the same order)."""
     trace.holders.sort(key=itemgetter("first", "location", "epc"))
     for entry in trace.transformations:  # most have one or two of each: skip the call
         for side in (entry["inputs"], entry["outputs"]):
@@ -228,18 +229,3 @@ def finish(trace: Trace, oracle: ToleranceOracle | None) -> Trace:
         for sale, state in zip(group, states[instrument], strict=True):
             sale["tolerance"] = state
     return trace
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # Writing a large trace out allocates tens of thousands of small acyclic dicts: a
-    # cyclic-GC pass they trigger scans every object the process holds (the p99 spikes).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-

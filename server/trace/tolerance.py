@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .store import TraceStore
 
 STATES = ("ok", "warning", "overdue_verification", "drifting", "out_of_tolerance")
@@ -88,3 +90,44 @@ def record(store: TraceStore, rows: Sequence[dict[str, Any]], verified: Sequence
         raise
     store.commit()
     return len(changes)
+
+
+class ToleranceCache:
+    """trace_tolerance in memory, as CSR arrays by instrument code, for traces that state
+    thousands of sales at once. It is loaded again whenever `tolerance_version` (trace_meta,
+    counted up by a trigger on every write to the table, whoever writes) has changed, so
+    it never answers from rows that are gone."""
+
+    def __init__(self) -> None:
+        self.version: str | None = "never loaded"
+        self.names: list[str] = []  # state code → state (the table's own words)
+        self.ptr = np.zeros(1, np.int64)
+        self.from_t = np.zeros(0, np.int64)
+        self.state = np.zeros(0, np.int64)
+
+    def load(self, store: TraceStore, version: str | None, coded: Any) -> None:
+        """Read the whole table; `coded(names)` gives instrument codes (the index's)."""
+        rows = store.rows("SELECT instrument, from_t, state FROM trace_tolerance")
+        self.version = version
+        if not rows:
+            self.ptr = np.zeros(1, np.int64)
+            self.from_t = self.state = np.zeros(0, np.int64)
+            return
+        instruments, from_t, states = zip(*rows, strict=True)
+        codes = np.asarray(coded(instruments), np.int64)
+        times = np.asarray(from_t, np.int64)
+        order = np.lexsort((times, codes))
+        state_code = {s: i for i, s in enumerate(dict.fromkeys(states))}
+        self.names = list(state_code)
+        self.state = np.asarray([state_code[s] for s in states], np.int64)[order]
+        self.from_t = times[order]
+        counts = np.bincount(codes, minlength=int(codes.max()) + 1)
+        self.ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def states(self, instrument: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """State codes (into `names`) at each time, -1 where none had begun or the
+        instrument is NULL (code 0)."""
+        from . import kernels  # numba: only where the index method runs
+
+        return kernels.states(np.asarray(instrument, np.int64), np.asarray(times, np.int64),
+                              self.ptr, self.from_t, self.state)
