@@ -14,8 +14,8 @@ in this process; with --instructions also the instructions per record of each st
 of SQLite's own insert from C (bench/ingest_cost.py, under valgrind: repeatable where
 time on a shared machine is not). Last line: one JSON object.
 
-    .venv/bin/python bench/ingest.py [--quick] [--per-batch 500] [--group 10] [--repeats 5]
-                                     [--instructions]
+    .venv/bin/python bench/ingest.py [--quick] [--batches 120] [--per-batch 500]
+                                     [--group 10] [--repeats 5] [--instructions]
 """
 
 from __future__ import annotations
@@ -192,6 +192,7 @@ def measure(kind: str, where: Path, args, site: Site, envelopes: list[bytes], n:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small stream, one run, for CI")
+    parser.add_argument("--batches", type=int, default=120, help="envelopes in the stream")
     parser.add_argument("--per-batch", type=int, default=500)
     parser.add_argument("--group", type=int, default=10, help="envelopes per transaction")
     parser.add_argument("--repeats", type=int, default=5)
@@ -200,7 +201,7 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true",
                         help="also count instructions per stage under valgrind (about 1 min)")
     args = parser.parse_args()
-    batches = 20 if args.quick else 120
+    batches = 20 if args.quick else args.batches
     if args.quick:
         args.repeats = 1
     site = Site(nodes=16)
