@@ -278,11 +278,34 @@ class PtyNode:
                 if self.acked > before:
                     last_progress = time.monotonic()
             if time.monotonic() - last_progress > self.timeout and self.acked < nxt:
-                nxt, out = self.acked, bytearray()  # go back to the oldest unacknowledged
+                # Go back to the oldest unacknowledged record, but first finish the frame
+                # the line is in the middle of (up to its closing delimiter), as a UART
+                # node does: cut short, it would reach the gateway as a damaged frame.
+                nxt, out = self.acked, out[:out.find(b"\x00") + 1]
                 self.goback += 1
                 last_progress = time.monotonic()
+        # Every record is acknowledged, but the line may be in the middle of a resent
+        # frame: finish it, as a UART node does, so that the next bytes on the line do
+        # not meet half a frame.
+        if not self._stop.is_set():
+            self._finish(out[:out.find(b"\x00") + 1])
         if self.acked >= len(self.frames):
             self.done.set()
+
+    def _finish(self, rest: bytearray) -> None:
+        deadline = time.monotonic() + 5
+        while rest and time.monotonic() < deadline:
+            with self._io:
+                if self.master < 0:
+                    return
+                _, writable, _ = select.select([], [self.master], [], 0.05)
+                if writable:
+                    try:
+                        del rest[:os.write(self.master, rest)]
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        return
 
     def close(self) -> None:
         self._stop.set()
