@@ -37,3 +37,12 @@ def store(request, tmp_path):
     trace_store.migrate()
     yield trace_store
     conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    """A store URL (the server's data dir file, or the test database) on each engine."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'metrotrace.sqlite3'}"
+    fresh_pg().close()
+    return PG_TEST

@@ -19,8 +19,6 @@ from metrotrace.server.trace.query import Tracer
 from metrotrace.server.trace.store import TraceStore, connect
 from metrotrace.tools.cli import build_parser
 
-from .conftest import PG_TEST, fresh_pg
-
 STALL, PUMP = bytes.fromhex("0a01"), bytes.fromhex("0f01")
 MARKET, STATION = "urn:epc:id:sgln:4012345.00001.0", "urn:epc:id:sgln:4012345.00009.0"
 SCALE, NOZZLE = "urn:epc:id:giai:4012345.SCALE1", "urn:epc:id:giai:4012345.NOZZLE1"
@@ -57,14 +55,6 @@ site = "{STATION}"
 tank = "T1"
 """
 _batches = count(1)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'metrotrace.sqlite3'}"
-    fresh_pg().close()
-    return PG_TEST
 
 
 def ingest(url, node, *recs):

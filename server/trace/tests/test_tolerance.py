@@ -16,19 +16,9 @@ from metrotrace.server.trace.netgen import lot_urn, sgln
 from metrotrace.server.trace.query import TableTolerance, Tracer
 from metrotrace.server.trace.store import TraceStore, connect
 
-from .conftest import PG_TEST, fresh_pg
-
 DAY = 86_400_000
 T0 = 1_700_000_000_000  # the scale's verification
 SCALE, MARKET, LOT = "scale-7", sgln("M", 7), lot_urn(7, "HAM7")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'metrotrace.sqlite3'}"
-    fresh_pg().close()
-    return PG_TEST
 
 
 def checks(store, bad_day: int, days: int = 10) -> None:
