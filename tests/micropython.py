@@ -17,6 +17,16 @@ def interpreter() -> str | None:
     return str(beside) if beside.exists() else shutil.which("micropython")
 
 
+def frozen_interpreter() -> str:
+    """The unix interpreter with the node firmware frozen in (firmware/frozen/build makes
+    it, or re-freezes the current firmware into it: seconds once built)."""
+    build = subprocess.run([str(FIRMWARE / "frozen" / "build")], capture_output=True,
+                           text=True)
+    if build.returncode:
+        raise RuntimeError("firmware/frozen/build failed:\n" + build.stderr[-3000:])
+    return build.stdout.strip().splitlines()[-1]
+
+
 def run(args: list[str], heap: str = "64k", path: list[Path] | None = None,
         timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     exe = interpreter()

@@ -33,8 +33,9 @@ def reset_name(cause):
 
 
 def identify():
-    """(fw, fw_sha256, why) of the code this board runs. Frozen code has no files to
-    hash: the id then says "unverified" and why, in every power_up and status record."""
+    """(fw, fw_sha256, why) of the code this board runs. Frozen code is identified by its
+    image where fwid can read it (ESP32); else the id says "unverified" and why, in every
+    power_up and status record."""
     try:
         fw, fw_hash = firmware_id(VERSION, package_root())
         return fw, fw_hash, None

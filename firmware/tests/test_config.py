@@ -85,3 +85,30 @@ def test_the_running_code_finds_and_hashes_its_own_modules():
     fw, full = fwid.firmware_id(fwid.VERSION, root)
     assert fwid.legal_files(root)[0].startswith("core/")
     assert fw.startswith(fwid.VERSION + "+")
+    assert not fwid.frozen()  # loaded from a file: an empty package is an error, not frozen
+
+
+def _esp_image(sizes, hashed):
+    head = bytearray(24)
+    head[0], head[1], head[23] = 0xE9, len(sizes), 1 if hashed else 0
+    out = bytearray(head)
+    for n in sizes:
+        out += (0x3F400020).to_bytes(4, "little") + n.to_bytes(4, "little") + bytes(n)
+    return out + bytes(64)  # whatever follows the image in the partition
+
+
+def test_esp32_image_length_runs_to_the_checksum_block_and_the_appended_hash():
+    # esptool: segments, padding so that the checksum byte ends a 16-byte block, then
+    # the SHA-256 when the header's hash_appended byte is 1.
+    for sizes, hashed, length in (([100, 37], True, 224), ([100, 37], False, 192),
+                                  ([8, 16], False, 80), ([], False, 32)):
+        image = _esp_image(sizes, hashed)
+        read = lambda off, n, image=image: image[off:off + n]  # noqa: E731
+        assert fwid.esp_image_length(read) == length, sizes
+    blank = bytes(4096)
+    try:
+        fwid.esp_image_length(lambda off, n: blank[off:off + n])
+    except fwid.FirmwareIdError as e:
+        assert "no ESP32 app image" in str(e)
+    else:
+        raise AssertionError("a length for an erased partition")

@@ -3,9 +3,9 @@
 #
 #   MICROPYPATH=firmware micropython -X heapsize=128k -m metro.app.host CONFIG.json
 #
-# (From the sources; precompiled as deployed, scale + pump + scanner run in 112k. Not
-# in 64k on the 64-bit unix port: code and names alone take ~83 KiB, docs/firmware.md
-# "Memory".)
+# (From the sources; precompiled as deployed, scale + pump + scanner run in 112k: code
+# and names alone take ~83 KiB on the 64-bit unix port. Frozen into the interpreter,
+# firmware/frozen/build, they run in 64k: docs/firmware.md "Memory".)
 #
 # Config as on a board, plus "gateway": {"host", "port"} (or link.kind "mqtt" and
 # link.mqtt: net/uplink.py, to a real broker; "ntp" for SNTP), "sim": {"seed", ...} and
