@@ -48,7 +48,8 @@ class PostgresStore(SqlStore):
     def _lock_schema(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
-    def _insert_records(self, cur: Any, records: Sequence[RecordRow], envelope_id: int) -> int:
+    def _insert_records(self, cur: Any, records: Sequence[RecordRow], envelope_id: int,
+                        staged: Any) -> int:
         # Key order avoids lock-order deadlocks between workers inserting the same keys.
         rows = sorted(records, key=_KEY)
         # New records, the usual case: COPY straight into the table, under a savepoint. A

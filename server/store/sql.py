@@ -69,9 +69,20 @@ class SqlStore(ABC):
         """A cursor inside one write transaction: commit on success, roll back on error."""
 
     @abstractmethod
-    def _insert_records(self, cur: Any, records: Sequence[RecordRow], envelope_id: int) -> int:
+    def _insert_records(self, cur: Any, records: Sequence[RecordRow], envelope_id: int,
+                        staged: Any) -> int:
         """Insert records of one envelope (ON CONFLICT DO NOTHING); return how many were new.
-        A key repeated inside `records` keeps its first copy."""
+        A key repeated inside `records` keeps its first copy. `staged`: what `_stage`
+        returned for this envelope."""
+
+    def _stage(self, batches: Sequence[tuple[EnvelopeRow, Sequence[RecordRow]]]) -> list[Any]:
+        """Work on each envelope's records that needs no write lock, done before the write
+        transaction; one value per envelope, handed to `_insert_records`. None here."""
+        return [None] * len(batches)
+
+    def _unstage(self) -> None:
+        """Drop what `_stage` left, once the transaction is over (committed or not)."""
+        return None
 
     @abstractmethod
     def _cursor(self) -> Any:
@@ -125,10 +136,17 @@ class SqlStore(ABC):
         """store_batch for several envelopes in one transaction (one commit, one fsync):
         all of them are kept, or none. Each is judged against what was stored before it,
         including the envelopes before it in the same call."""
-        with self._lock, self._tx() as cur:
-            return [self._store_one(cur, envelope, records) for envelope, records in batches]
+        with self._lock:
+            staged = self._stage(batches)
+            try:
+                with self._tx() as cur:
+                    return [self._store_one(cur, envelope, records, s)
+                            for (envelope, records), s in zip(batches, staged, strict=True)]
+            finally:
+                self._unstage()
 
-    def _store_one(self, cur: Any, e: EnvelopeRow, records: Sequence[RecordRow]) -> BatchResult:
+    def _store_one(self, cur: Any, e: EnvelopeRow, records: Sequence[RecordRow],
+                   staged: Any) -> BatchResult:
         cur.execute(self._q(_ENVELOPE_INSERT),
                     (e.digest, e.gateway, e.kid, e.batch_seq, e.created, e.received,
                      e.topic, int(e.backfill), e.n_records, e.data))
@@ -136,7 +154,7 @@ class SqlStore(ABC):
         if got is None:
             return BatchResult(None)
         envelope_id = got[0]
-        inserted = self._insert_records(cur, records, envelope_id)
+        inserted = self._insert_records(cur, records, envelope_id, staged)
         if inserted == len(records):
             return BatchResult(envelope_id, inserted)
         forgeries = self._forgeries(cur, records)

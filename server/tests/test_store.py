@@ -1,6 +1,9 @@
 """The Store contract, run against SQLite and PostgreSQL alike."""
 
+import fcntl
 import hashlib
+import threading
+import time
 
 from metrotrace.server.ingest.columns import decode
 from metrotrace.server.store import AlertRow, EnvelopeRow, RejectRow, open_store, schema
@@ -182,3 +185,46 @@ def test_a_record_whose_bytes_no_longer_decode_is_still_read(store, site):
     assert (got.node, got.seq, got.kind, got.t, got.inst) == batch[0][:4] + (batch[0].inst,)
     assert got.record == b"\xff" and got.tag == batch[0].tag
     assert got.prev is None and got.value is None and got.unit is None
+
+
+def test_sqlite_a_group_that_finds_the_write_lock_held_stages_and_stores_the_same(tmp_path,
+                                                                                    site):
+    # Another worker on the file holds the write lock: the group binds its records into
+    # its TEMP table meanwhile, then copies them in; the outcome must be what binding
+    # them straight in gives (first copy of a repeated key kept, duplicates, forgeries,
+    # each envelope's records under its own envelope id), and the lock is let go.
+    store = open_store(f"sqlite:///{tmp_path / 'staged.sqlite3'}")
+    try:
+        first = rows(site, 6)
+        store.store_batch(envelope_row(b"first", 6), first)
+        assert store.staged_groups == 0  # the lock was free: nothing staged
+        forged = first[2]._replace(value=999_999, record=first[2].record + b"\x00")
+        new = rows(site, 5, start_t=5000)
+        batches = [(envelope_row(b"second", 6), [first[0], forged, new[0], new[0], new[1],
+                                                 first[1]]),
+                   (envelope_row(b"third", 3), new[2:])]
+        other = open(f"{store.path}-writelock", "a")  # noqa: SIM115 (closed below)
+        fcntl.flock(other, fcntl.LOCK_EX)
+        release = threading.Timer(0.3, fcntl.flock, (other, fcntl.LOCK_UN))
+        release.start()
+        began = time.monotonic()
+        second, third = store.store_batches(batches)
+        assert time.monotonic() - began >= 0.25  # it did wait for the lock
+        release.join()
+        assert store.staged_groups == 1
+        assert (second.inserted, second.duplicates, second.forgeries) == (
+            2, 3, ((forged.node, forged.seq),))
+        assert (third.inserted, third.duplicates, third.forgeries) == (3, 0, ())
+        by_key = {(r.node, r.seq): (r, envelope_id) for r, envelope_id in store.stored_records()}
+        assert by_key[(forged.node, forged.seq)][0] == first[2]  # the first bytes stay
+        assert [by_key[(r.node, r.seq)][1] for r in new] == [second.envelope_id] * 2 + [
+            third.envelope_id] * 3
+        assert all(by_key[(r.node, r.seq)][0] == r for r in new)
+        assert store.count("records") == 11
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: free for others
+        fcntl.flock(other, fcntl.LOCK_UN)
+        other.close()
+        assert store.store_batch(envelope_row(b"fourth", 1), rows(site, 1, 9000)).inserted == 1
+        assert store.staged_groups == 1  # free again: straight in
+    finally:
+        store.close()
