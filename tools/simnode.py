@@ -55,6 +55,14 @@ def records(node, count, t0, seed):
                               flags=record.F_STABLE)
 
 
+def write_all(out, data):
+    """MicroPython's stream write is one write(2): on a full pty it writes part of the
+    frame and returns how much; the rest must follow, or the gateway sees a torn frame."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) or 0:]
+
+
 def main(argv):
     node = bytes.fromhex(argv[1])
     key = bytes.fromhex(argv[2])
@@ -63,7 +71,7 @@ def main(argv):
     seed = int(argv[5]) if len(argv) > 5 else 1
     out = sys.stdout.buffer
     for rec in records(node, count, t0, seed):
-        out.write(frame.record_frame(rec, key))
+        write_all(out, frame.record_frame(rec, key))
     out.flush()
 
 
