@@ -80,7 +80,7 @@ class SqlStore(ABC):
         transaction; one value per envelope, handed to `_insert_records`. None here."""
         return [None] * len(batches)
 
-    def _unstage(self) -> None:
+    def _unstage(self, staged: list[Any]) -> None:
         """Drop what `_stage` left, once the transaction is over (committed or not)."""
         return None
 
@@ -143,7 +143,7 @@ class SqlStore(ABC):
                     return [self._store_one(cur, envelope, records, s)
                             for (envelope, records), s in zip(batches, staged, strict=True)]
             finally:
-                self._unstage()
+                self._unstage(staged)
 
     def _store_one(self, cur: Any, e: EnvelopeRow, records: Sequence[RecordRow],
                    staged: Any) -> BatchResult:

@@ -77,7 +77,6 @@ class SqliteStore(SqlStore):
         self._leases: dict[str, Any] = {}  # name -> open lock file holding its flock
         self._held = False  # the write lock, taken by _stage for the transaction after it
         self.staged_groups = 0  # groups that found the lock held and staged their records
-        self._staging = False  # staged_records holds rows of the current group
         self._migrate()
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self.conn.execute(_STAGED_TABLE)
@@ -115,7 +114,6 @@ class SqliteStore(SqlStore):
         except BlockingIOError:
             pass
         self.staged_groups += 1
-        self._staging = True
         cur = self.conn.cursor()
         cur.execute("BEGIN")
         try:
@@ -132,12 +130,11 @@ class SqliteStore(SqlStore):
             raise
         return spans
 
-    def _unstage(self) -> None:
+    def _unstage(self, staged: list[Any]) -> None:
         if self._held:  # taken by _stage, and no transaction came to release it
             self._held = False
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
-        if self._staging:
-            self._staging = False
+        if any(span is not None for span in staged):
             self.conn.execute("DELETE FROM temp.staged_records")
 
     def _insert_records(self, cur: Any, records: Sequence[RecordRow], envelope_id: int,

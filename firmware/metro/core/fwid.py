@@ -93,10 +93,9 @@ def esp_image_length(read):
 def image_digest():
     """SHA-256 hex of the running firmware image, where frozen code lives."""
     h = hashlib.sha256()
-    buf = bytearray(512)
     if sys.platform == "linux":  # the unix port: the interpreter with its frozen modules
         with open("/proc/self/exe", "rb") as f:
-            _hash_file(h, f, buf)
+            _hash_file(h, f, bytearray(512))
         return hexlify(h.digest()).decode()
     if sys.platform == "esp32":
         from esp32 import Partition
@@ -108,15 +107,9 @@ def image_digest():
             part.readblocks(offset // 4096, out, offset % 4096)
             return out
 
-        left = esp_image_length(read)
-        offset = 0
-        while left > 0:
-            n = min(left, len(buf))
-            chunk = memoryview(buf)[:n]
-            part.readblocks(offset // 4096, chunk, offset % 4096)
-            h.update(chunk)
-            offset += n
-            left -= n
+        size = esp_image_length(read)
+        for offset in range(0, size, 512):
+            h.update(read(offset, min(512, size - offset)))
         return hexlify(h.digest()).decode()
     raise FirmwareIdError("fwid: the code is frozen and the %s image cannot be read for its "
                           "hash" % sys.platform)
