@@ -16,7 +16,10 @@ queues what it hears (PUBACKs, server status, connection loss) for that thread.
 - Nothing is published until `metrotrace/v1/server/status` (retained) says online, and
   nothing new while it says offline: on a broker where no server has subscribed yet,
   a batch would be acknowledged by the broker and then dropped, with the records
-  already deleted from the outbox.
+  already deleted from the outbox. What the status said is forgotten on every connect
+  and heard again from the subscription's retained copy: a broker that restarted
+  without its state (persistence off, database lost) has no server subscription and
+  no retained status until a server connects again.
 - Alerts are written to the outbox first and published QoS 1 from there; each is
   deleted on its PUBACK, so an alert raised while the broker is away, or just before
   a kill -9, is published when the gateway is back.
@@ -113,6 +116,7 @@ class Uplink:
             self._refused = True
             self._connected.set()  # wake _connect: the answer is no
             return
+        self.server_online = False  # until this broker's retained status says so
         client.subscribe(SERVER_STATUS, qos=1)
         client.publish(self.status_topic, json.dumps(self._status()), qos=1, retain=True)
         self._connected.set()

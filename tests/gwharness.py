@@ -53,24 +53,28 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.02):
 
 
 class Mosquitto:
-    """A broker of our own on a free port, persistence on, no queue limits; with `acl`
-    (mosquitto acl_file lines), what anonymous clients may read and write."""
+    """A broker of our own on a free port, persistence on (off: `persistence=False`, a
+    broker that forgets sessions and retained messages when it stops), no queue limits;
+    with `acl` (mosquitto acl_file lines), what anonymous clients may read and write."""
 
-    def __init__(self, directory: Path, acl: str | None = None) -> None:
+    def __init__(self, directory: Path, acl: str | None = None,
+                 persistence: bool = True) -> None:
         self.dir = directory
         self.port = free_port()
         self.conf = directory / "mosquitto.conf"
         self.acl = directory / "acl"
         (directory / "db").mkdir(exist_ok=True)
-        acl_line = ""
+        # As root, mosquitto drops to user `mosquitto`, who can neither write its database
+        # and log into a private test directory nor read files there (it then runs
+        # without persistence, silently): keep the broker as the test's user.
+        lines = "user root\n" if os.geteuid() == 0 else ""
         if acl is not None:
             self.acl.write_text(acl)
-            # As root, mosquitto drops to user `mosquitto`, who cannot read a private
-            # test directory: keep the broker as the test's user.
-            acl_line = ("user root\n" if os.geteuid() == 0 else "") + f"acl_file {self.acl}\n"
+            lines += f"acl_file {self.acl}\n"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{acl_line}"
-            f"persistence true\npersistence_location {directory / 'db'}/\n"
+            f"{lines}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence {str(persistence).lower()}\n"
+            f"persistence_location {directory / 'db'}/\n"
             "autosave_interval 1\nmax_queued_messages 0\nmax_queued_bytes 0\n"
             f"log_dest file {directory / 'mosquitto.log'}\n")
         self.proc: subprocess.Popen | None = None
@@ -434,11 +438,8 @@ class TlsMosquitto(Mosquitto):
         passwd.chmod(0o600)
         base = self.conf.read_text().replace(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n", "")
-        # As root, mosquitto drops to user `mosquitto`, who cannot read these 0600
-        # files in a private test directory: keep the test broker as the test's user.
-        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
-            f"{user}per_listener_settings true\n{base}"
+            f"per_listener_settings true\n{base}"
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"listener {self.tls_port} 127.0.0.1\nallow_anonymous false\n"
             f"password_file {passwd}\ncafile {self.ca_file}\ncertfile {cert}\n"

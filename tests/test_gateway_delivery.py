@@ -14,6 +14,7 @@ import time
 
 from metrotrace.tools import simnode
 from tests.gwharness import (
+    Mosquitto,
     PtyNode,
     Receiver,
     gateway_dir,
@@ -71,6 +72,50 @@ def test_broker_stopped_mid_stream_then_restarted_every_record_arrives_once(tmp_
     # such copy is byte-identical and (node, seq) absorbs it.
     print(f"duplicates at the receiver: {receiver.duplicates}")
     assert receiver.duplicates <= 16 * 500
+
+
+def test_a_broker_that_comes_back_empty_gets_nothing_until_a_server_is_back(tmp_path):
+    """Persistence off: the restarted broker has no server subscription and no retained
+    status. Batches published into it would be acknowledged and dropped, so the gateway
+    must wait for a server to say it is online on this connection."""
+    count = 20_000
+    broker = Mosquitto(tmp_path, persistence=False)
+    broker.start()
+    node = PtyNode(NODE, KEY, list(simnode.records(NODE, count, T0, 5)), window=2000)
+    config = gateway_dir(tmp_path, broker.port, {NODE: KEY}, [node.path])
+    before = Receiver(broker.port, tmp_path / "keys", {NODE: KEY})
+    after = None
+    log = tmp_path / "gateway.log"
+    gateway = start_gateway(config, log)
+    try:
+        node.start()
+        wait_for(lambda: before.count() > 3000, 60, "records before the outage")
+        broker.stop()
+        before.close()  # the server goes away with the broker's state
+        broker.start()
+        wait_for(lambda: log.read_text().count('"uplink_connected"') >= 2, 30,
+                 "the gateway to connect to the empty broker")
+        wait_for(node.done.is_set, 120, "the node to see every record acknowledged")
+        time.sleep(2)  # time enough to publish the outbox into a broker nobody reads
+        waiting = outbox_depth(tmp_path / "outbox.sqlite")
+        assert waiting != (0, 0), "the outbox was published with no server listening"
+        after = Receiver(broker.port, tmp_path / "keys", {NODE: KEY})  # subscribes, online
+        wait_for(lambda: len(before.records.keys() | after.records.keys()) == count, 60,
+                 "every record at one server or the other")
+        wait_for(lambda: outbox_depth(tmp_path / "outbox.sqlite") == (0, 0), 30,
+                 "the outbox to drain")
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(20)
+        for receiver in (before, after):
+            if receiver is not None:
+                receiver.close()
+        node.close()
+        broker.stop()
+    print(f"records at the server before the restart: {before.count()}, after it: "
+          f"{after.count()}; waiting in the outbox meanwhile (inbox, batches): {waiting}")
+    for receiver in (before, after):
+        assert receiver.conflicts == 0 and receiver.bad_tags == 0 and not receiver.errors
 
 
 def test_sigkill_at_random_points_loses_nothing(tmp_path, broker):
