@@ -34,6 +34,13 @@ def wait_delivered(node, receiver, count, outbox, node_timeout) -> None:
     wait_for(lambda: outbox_depth(outbox) == (0, 0), 30, "the outbox to drain")
 
 
+def settled(receiver, quiet_s: float = 2.0) -> bool:
+    """Nothing more arrived at the receiver for quiet_s."""
+    count = receiver.count()
+    time.sleep(quiet_s)
+    return receiver.count() == count
+
+
 def outbox_depth(path) -> tuple[int, int]:
     db = sqlite3.connect(path)
     try:
@@ -90,9 +97,14 @@ def test_a_broker_that_comes_back_empty_gets_nothing_until_a_server_is_back(tmp_
     try:
         node.start()
         wait_for(lambda: before.count() > 3000, 60, "records before the outage")
+        # A broker without persistence loses what it took and had not yet delivered: let
+        # it deliver first. A frozen gateway publishes nothing more and hears no "offline".
+        gateway.send_signal(signal.SIGSTOP)
+        wait_for(lambda: settled(before), 30, "the broker to deliver what it took")
         broker.stop()
         before.close()  # the server goes away with the broker's state
         broker.start()
+        gateway.send_signal(signal.SIGCONT)
         wait_for(lambda: log.read_text().count('"uplink_connected"') >= 2, 30,
                  "the gateway to connect to the empty broker")
         wait_for(node.done.is_set, 120, "the node to see every record acknowledged")
@@ -105,6 +117,7 @@ def test_a_broker_that_comes_back_empty_gets_nothing_until_a_server_is_back(tmp_
         wait_for(lambda: outbox_depth(tmp_path / "outbox.sqlite") == (0, 0), 30,
                  "the outbox to drain")
     finally:
+        gateway.send_signal(signal.SIGCONT)
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(20)
         for receiver in (before, after):
