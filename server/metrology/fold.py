@@ -40,32 +40,44 @@ def store(row, s):
 
 
 @njit(cache=True, inline="always")
-def legal(s, tj, err, q, warn_num, warn_den):
+def first_time(first, tj, event, count, minima):
+    """The time of an instrument's first event: set when its count reaches 1. With `minima`
+    (tiles.py's lanes) a running minimum with +inf for never instead: the same time while
+    times rise, one select and one min, and no compare of the count."""
+    if minima:
+        return min(first, tj if event else np.inf)
+    return tj if event and count == 1.0 else first
+
+
+@njit(cache=True, inline="always")
+def legal(s, tj, err, q, warn_num, warn_den, minima):
     """Tolerance flags of one reading (integer tests, tolerance.py): updated columns
     N_OUT .. MAX_ABS_R and 20000 / MPE (0 where the load is not covered)."""
     n_out, n_warn, n_unc = s[S.N_OUT], s[S.N_WARN], s[S.N_UNCOVERED]
-    first_out, first_warn, last_r, max_abs_r = s[S.FIRST_OUT_T], s[S.FIRST_WARN_T], s[S.LAST_R], \
-        s[S.MAX_ABS_R]
+    last_r, max_abs_r = s[S.LAST_R], s[S.MAX_ABS_R]
     covered, out, warn, inv_q = tolerance.flags(err, q, warn_num, warn_den)
     r = err * inv_q
     n_out += out
     n_warn += warn
     n_unc += not covered
-    first_out = tj if out and n_out == 1.0 else first_out
-    first_warn = tj if warn and n_warn == 1.0 else first_warn
+    first_out = first_time(s[S.FIRST_OUT_T], tj, out, n_out, minima)
+    first_warn = first_time(s[S.FIRST_WARN_T], tj, warn, n_warn, minima)
     max_abs_r = max(max_abs_r, abs(r)) if covered else max_abs_r
     last_r = r if covered else last_r
     return (n_out, n_warn, n_unc, first_out, first_warn, last_r, max_abs_r), inv_q
 
 
 @njit(cache=True, inline="always")
-def charted(s, tj, ind, ref, rawj, q, inv_sigma, par):
+def charted(s, tj, ind, ref, rawj, q, inv_sigma, par, lanes):
     """One reading after the baseline: legal flags, CUSUM, EWMA and trend sums.
-    par = (k, h, lam, limit, gamma, warn_num, warn_den, confirm_within)."""
+    par = (k, h, lam, limit, gamma, warn_num, warn_den, confirm_within). `lanes` (a
+    constant: tiles.py passes True) keeps first times as running minima (first_time) and
+    takes T0 as given: tiles.py sets T0 and N_SCORED once per tile, so the lanes neither
+    test nor store them."""
     k, h, lam, limit, gamma, warn_num, warn_den, within = par
     mu0, mode, a, inv_b = s[S.MU0], np.int64(s[S.RAW_MODE]), s[S.RAW_A], s[S.RAW_INV_B]
     err = ind - ref
-    flags, inv_q = legal(s, tj, err, q, warn_num, warn_den)
+    flags, inv_q = legal(s, tj, err, q, warn_num, warn_den, lanes)
     x = normalise.high_res(err, ref, rawj, mode, a, inv_b)
     on = not math.isnan(x)
     z = (x - mu0) * inv_sigma if on else 0.0
@@ -74,21 +86,21 @@ def charted(s, tj, ind, ref, rawj, q, inv_sigma, par):
     hi = hi if on else s[S.CUSUM_HI]
     lo = lo if on else s[S.CUSUM_LO]
     n_cusum = s[S.N_CUSUM] + fired
-    first_cusum = tj if fired and n_cusum == 1.0 else s[S.FIRST_CUSUM_T]
+    first_cusum = first_time(s[S.FIRST_CUSUM_T], tj, fired, n_cusum, lanes)
     ew, fired_ewma = ewma.step(s[S.EWMA], z, lam, limit)
     fired_ewma = on and fired_ewma
     ew = ew if on else s[S.EWMA]
     n_ewma = s[S.N_EWMA] + fired_ewma
-    first_ewma = tj if fired_ewma and n_ewma == 1.0 else s[S.FIRST_EWMA_T]
+    first_ewma = first_time(s[S.FIRST_EWMA_T], tj, fired_ewma, n_ewma, lanes)
     n_now = s[S.N_SEEN] + 1.0
     signal = fired or fired_ewma
     confirmed = signal and n_now - s[S.LAST_SIGNAL_N] <= within  # NaN: never signalled
     last_signal = n_now if signal else s[S.LAST_SIGNAL_N]
     n_confirmed = s[S.N_CONFIRMED] + confirmed
-    first_confirmed = tj if confirmed and n_confirmed == 1.0 else s[S.FIRST_CONFIRMED_T]
+    first_confirmed = first_time(s[S.FIRST_CONFIRMED_T], tj, confirmed, n_confirmed, lanes)
     scored = q > 0
     n_scored = s[S.N_SCORED]
-    t0 = tj if scored and n_scored == 0.0 else s[S.T0]
+    t0 = s[S.T0] if lanes else (tj if scored and n_scored == 0.0 else s[S.T0])
     td = (tj - t0) * (1.0 / trend.DAY_MS)
     w, wt, wr, wtt, wtr, wrr, w2 = (s[S.TW], s[S.TWT], s[S.TWR], s[S.TWTT], s[S.TWTR],
                                     s[S.TWRR], s[S.TW2])
@@ -107,7 +119,7 @@ def baseline(s, tj, ind, ref, rawj, q, par, buf, quantum):
     """One reading while sigma is unknown: legal flags, and the reading into the baseline
     buffer `buf`; the baseline is fitted when the buffer is full."""
     err = ind - ref
-    flags, _ = legal(s, tj, err, q, par[5], par[6])
+    flags, _ = legal(s, tj, err, q, par[5], par[6], False)
     m = np.int64(s[S.N_SEEN])
     buf[m, S.BASE_ERR] = err
     buf[m, S.BASE_LOAD] = ref
@@ -153,5 +165,5 @@ def rest(s, j, end, bad, t, indication, reference, raw, has_raw, p, pa, par):
         bad = jj if bad < 0 and tj < s[S.LAST_T] else bad
         rawj = raw[jj] if has_raw else normalise.RAW_NONE
         q = mpe_q(p, reference[jj], pa[0], pa[1], pa[2], pa[3], pa[4], pa[5])
-        s = charted(s, tj, indication[jj], reference[jj], rawj, q, inv_sigma, par)
+        s = charted(s, tj, indication[jj], reference[jj], rawj, q, inv_sigma, par, False)
     return s, bad

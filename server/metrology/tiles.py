@@ -1,8 +1,12 @@
 """SIMD across instruments: TILE instruments advanced together on time-major tiles.
 
-Invariant: every lane runs exactly fold.charted, inlined, on its own state column, so a tile
-gives bit-identical states to one instrument at a time (the naive-twin and batch-split
-property tests hold whichever path an instrument takes). What makes LLVM's loop vectoriser
+Invariant: every lane runs fold.charted, inlined, on its own state column, so a tile gives
+bit-identical states to one instrument at a time (the naive-twin and batch-split property
+tests hold whichever path an instrument takes). The lanes run it with lanes=True, which
+leaves out what is settled once per tile instead of once per reading: first times are
+running minima (+inf for never, start_lane / end_lane), T0 is found before and N_SCORED
+counted after, the rows fixed by the baseline are not stored, and time going backwards is
+searched for in the input (going_back). What makes LLVM's loop vectoriser
 turn the lane loop into packed instructions (ymm on AVX2 / AVX-512 machines), found by
 reading `lanes.inspect_asm()`:
   * the lane loop is innermost and its body has no calls (fold.charted and everything it
@@ -15,6 +19,9 @@ reading `lanes.inspect_asm()`:
   * the readings of a tile are copied time-major into small scratch tiles (reading k of
     every lane contiguous): LLVM does not vectorise the gather t[row[ln] + k] itself. The
     copy is part of the timed work (bench/drift.py).
+Around the lanes, what runs once per instrument avoids calls to njit functions that take
+arrays (fold.prefix, fold.rest and fold.load / store cost more than 100 ns each): the usual
+instrument, baseline known and nothing skipped or left over, takes inlined paths.
 The lanes run `together` = the fewest charted readings left in any lane of the tile (so
 kernels.py fills tiles with instruments of similar reading counts); the rest of each
 instrument, a tile with an instrument still in its baseline or with more than MAXB MPE
@@ -32,12 +39,13 @@ from metrotrace.server.metrology import state as S
 from metrotrace.server.metrology.mpe import INT64_MAX, UNCOVERED
 
 TILE = 32  # instruments per tile (lanes); 16, 32 and 64 measured alike, 128 slower
-CHUNK = 16  # readings per lane copied at a time (32: slower): the scratch stays in L1
+CHUNK = 64  # readings per lane copied at a time
 MAXB = 8  # MPE bands per profile on the vector path (built-in tables have at most 7)
 # bands[] rows: upper (MAXB), fixed (MAXB), coef (MAXB), at (MAXB), emin (1); lane ln of
 # row r at r * TILE + ln
 FIXED, COEF, AT, EMIN = MAXB, 2 * MAXB, 3 * MAXB, 4 * MAXB
 BAND_ROWS = 4 * MAXB + 1
+FIRSTS = (S.FIRST_OUT_T, S.FIRST_WARN_T, S.FIRST_CUSUM_T, S.FIRST_EWMA_T, S.FIRST_CONFIRMED_T)
 
 
 @njit(cache=True, inline="always")
@@ -54,14 +62,22 @@ def load_lane(st, ln):
 
 
 @njit(cache=True, inline="always")
+def load_row(values, i):
+    return (values[i, 0], values[i, 1], values[i, 2], values[i, 3], values[i, 4], values[i, 5],
+            values[i, 6], values[i, 7], values[i, 8], values[i, 9], values[i, 10], values[i, 11],
+            values[i, 12], values[i, 13], values[i, 14], values[i, 15], values[i, 16],
+            values[i, 17], values[i, 18], values[i, 19], values[i, 20], values[i, 21],
+            values[i, 22], values[i, 23], values[i, 24], values[i, 25], values[i, 26],
+            values[i, 27], values[i, 28], values[i, 29], values[i, 30], values[i, 31],
+            values[i, 32])
+
+
+@njit(cache=True, inline="always")
 def store_lane(st, ln, s):
+    """The rows a lane changes: not MU0 .. RAW_INV_B (fixed by the baseline), nor T0 and
+    N_SCORED (settled once per tile, `settle`)."""
     st[ln] = s[0]
     st[ln + 1 * TILE] = s[1]
-    st[ln + 2 * TILE] = s[2]
-    st[ln + 3 * TILE] = s[3]
-    st[ln + 4 * TILE] = s[4]
-    st[ln + 5 * TILE] = s[5]
-    st[ln + 6 * TILE] = s[6]
     st[ln + 7 * TILE] = s[7]
     st[ln + 8 * TILE] = s[8]
     st[ln + 9 * TILE] = s[9]
@@ -76,7 +92,6 @@ def store_lane(st, ln, s):
     st[ln + 18 * TILE] = s[18]
     st[ln + 19 * TILE] = s[19]
     st[ln + 20 * TILE] = s[20]
-    st[ln + 21 * TILE] = s[21]
     st[ln + 22 * TILE] = s[22]
     st[ln + 23 * TILE] = s[23]
     st[ln + 24 * TILE] = s[24]
@@ -84,7 +99,6 @@ def store_lane(st, ln, s):
     st[ln + 26 * TILE] = s[26]
     st[ln + 27 * TILE] = s[27]
     st[ln + 28 * TILE] = s[28]
-    st[ln + 29 * TILE] = s[29]
     st[ln + 30 * TILE] = s[30]
     st[ln + 31 * TILE] = s[31]
     st[ln + 32 * TILE] = s[32]
@@ -118,17 +132,81 @@ def mpe_lane(bands, ln, load):
 
 
 @njit(cache=True, error_model="numpy")
-def lanes(st, inv_sigma, bands, steps, k0, tt, ii, rr, ww, par, back):
+def lanes(st, inv_sigma, bands, steps, tt, ii, rr, ww, par):
     """`steps` readings of every lane from the scratch tiles (reading k of lane ln at
-    k * TILE + ln); back[ln]: first step (k0 + k) whose time goes backwards, or -1."""
+    k * TILE + ln)."""
     for k in range(steps):
         for ln in range(TILE):
             j = k * TILE + ln
             s = load_lane(st, ln)
             tj = tt[j]
-            back[ln] = k0 + k if back[ln] < 0 and tj < s[S.LAST_T] else back[ln]
             store_lane(st, ln, fold.charted(s, tj, ii[j], rr[j], ww[j], mpe_lane(bands, ln, rr[j]),
-                                           inv_sigma[ln], par))
+                                            inv_sigma[ln], par, True))
+
+
+@njit(cache=True, inline="always")
+def start_lane(st, ln, j0, steps, t, reference, bands):
+    """Lane ln's state made ready for the lanes: first times to +inf where never (the lanes
+    keep running minima), and T0 where no reading has been scored yet: the time of the
+    first covered one of the lane's `steps` readings from row j0 (the lanes take T0 as
+    given; fold.charted sets it at the first scored reading)."""
+    for c in FIRSTS:
+        st[ln + c * TILE] = np.inf if np.isnan(st[ln + c * TILE]) else st[ln + c * TILE]
+    if st[ln + S.N_SCORED * TILE] == 0.0:
+        for j in range(j0, j0 + steps):
+            if mpe_lane(bands, ln, reference[j]) > 0:
+                st[ln + S.T0 * TILE] = t[j]
+                break
+
+
+@njit(cache=True, inline="always")
+def end_lane(st, ln, unc0, steps):
+    """Lane ln's state out of the tile: N_SCORED grows by the covered readings, first times
+    back to NaN where never."""
+    st[ln + S.N_SCORED * TILE] += steps - (st[ln + S.N_UNCOVERED * TILE] - unc0)
+    for c in FIRSTS:
+        st[ln + c * TILE] = np.nan if np.isinf(st[ln + c * TILE]) else st[ln + c * TILE]
+    return load_lane(st, ln)
+
+
+@njit(cache=True, inline="always")
+def going_back(t, j0, steps, last):
+    """The first of rows j0 .. j0 + steps - 1 whose time is before the one before it (or
+    before `last` for j0), or -1. A count first, which vectorises; the search only when
+    there is one."""
+    n = np.int64(t[j0] < last) if steps > 0 else 0
+    for j in range(np.uint64(j0 + 1), np.uint64(j0 + steps)):
+        n += t[j] < t[j - 1]
+    if n == 0:
+        return np.int64(-1)
+    for j in range(j0, j0 + steps):
+        if t[j] < last:
+            return j
+        last = t[j]
+    return np.int64(-1)
+
+
+@njit(cache=True, inline="always")
+def copy_chunk(t, indication, reference, tt, ii, rr, row, k0, steps):
+    """Reading k0 + k of lane ln to tt, ii, rr[k * TILE + ln]: the three columns in one
+    loop (one per column is slower). Unsigned indices: numba adds no negative-index
+    wraparound, which made this copy two times slower."""
+    for ln in range(TILE):
+        j = np.uint64(row[ln] + k0)
+        for k in range(np.uint64(steps)):
+            d = k * np.uint64(TILE) + np.uint64(ln)
+            tt[d] = t[j + k]
+            ii[d] = indication[j + k]
+            rr[d] = reference[j + k]
+
+
+@njit(cache=True, inline="always")
+def copy_raw(raw, ww, row, k0, steps):
+    """As copy_chunk, for raw counts."""
+    for ln in range(TILE):
+        j = np.uint64(row[ln] + k0)
+        for k in range(np.uint64(steps)):
+            ww[k * np.uint64(TILE) + np.uint64(ln)] = raw[j + k]
 
 
 @njit(cache=True, error_model="numpy")
@@ -141,19 +219,28 @@ def tile(order, i0, offsets, t, indication, reference, raw, has_raw, since, quan
     inv = np.empty(TILE)
     bands = np.empty(BAND_ROWS * TILE, np.int64)
     row = np.empty(TILE, np.int64)
-    back = np.full(TILE, -1, np.int64)
+    early = np.empty(TILE, np.int64)  # the first row going back in time, or -1
+    unc0 = np.empty(TILE)
+    last0 = np.empty(TILE)
     together = INT64_MAX
     for ln in range(TILE):
         i = order[i0 + ln]
-        s, j, b = fold.prefix(fold.load(values[i]), offsets[i], offsets[i + 1], t, indication,
-                              reference, raw, has_raw, since[i], prof[i], pa, par, base[i],
-                              quantum[i])
+        s = load_row(values, i)
+        j = offsets[i]
+        if j < offsets[i + 1] and t[j] >= since[i] and t[j] >= s[S.LAST_T] and \
+                not np.isnan(s[S.SIGMA]):
+            b = np.int64(-1)  # the usual case, without a call: nothing to skip, no baseline
+        else:
+            s, j, b = fold.prefix(s, j, offsets[i + 1], t, indication, reference, raw, has_raw,
+                                  since[i], prof[i], pa, par, base[i], quantum[i])
         p = prof[i]
         nb = start[p + 1] - start[p]
         charted = offsets[i + 1] - j if b < 0 and not np.isnan(s[S.SIGMA]) else 0
         together = min(together, charted if nb <= MAXB else 0)
-        back[ln] = -1 if b < 0 else b - j  # a row before `row` went back: nothing charted
+        early[ln] = b
         row[ln] = j
+        unc0[ln] = s[S.N_UNCOVERED]
+        last0[ln] = s[S.LAST_T]
         for c in range(S.NCOL):
             st[ln + c * TILE] = s[c]
         inv[ln] = 1.0 / s[S.SIGMA]
@@ -164,26 +251,28 @@ def tile(order, i0, offsets, t, indication, reference, raw, has_raw, since, quan
             bands[ln + (COEF + u) * TILE] = coef[src]
             bands[ln + (AT + u) * TILE] = at_q[src]
         bands[ln + EMIN * TILE] = emin_q[p]
-    tt = np.empty(CHUNK * TILE, np.int64)
-    ii = np.empty(CHUNK * TILE, np.int64)
-    rr = np.empty(CHUNK * TILE, np.int64)
-    ww = np.full(CHUNK * TILE, normalise.RAW_NONE, np.int64)
+    for ln in range(TILE):
+        start_lane(st, ln, row[ln], together, t, reference, bands)
+        if early[ln] < 0:
+            early[ln] = going_back(t, row[ln], together, last0[ln])
+    size = CHUNK * TILE
+    tt, ii, rr = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
+    ww = np.full(size, normalise.RAW_NONE, np.int64)
     for k0 in range(0, together, CHUNK):
         steps = min(CHUNK, together - k0)
-        for ln in range(TILE):  # time-major copy: contiguous reads per lane
-            j = row[ln] + k0
-            for k in range(steps):
-                tt[k * TILE + ln] = t[j + k]
-                ii[k * TILE + ln] = indication[j + k]
-                rr[k * TILE + ln] = reference[j + k]
-            if has_raw:
-                for k in range(steps):
-                    ww[k * TILE + ln] = raw[j + k]
-        lanes(st, inv, bands, steps, k0, tt, ii, rr, ww, par, back)
+        copy_chunk(t, indication, reference, tt, ii, rr, row, k0, steps)
+        if has_raw:
+            copy_raw(raw, ww, row, k0, steps)
+        lanes(st, inv, bands, steps, tt, ii, rr, ww, par)
     for ln in range(TILE):
         i = order[i0 + ln]
-        b = -1 if back[ln] < 0 else row[ln] + back[ln]
-        s, bad[i] = fold.rest(load_lane(st, ln), row[ln] + together, offsets[i + 1], b, t,
-                              indication, reference, raw, has_raw, prof[i], pa, par)
-        fold.store(values[i], s)
+        s = end_lane(st, ln, unc0[ln], together)
+        b = early[ln]
+        if b < 0 and row[ln] + together == offsets[i + 1]:  # the usual case: nothing left
+            for c in range(S.NCOL):
+                values[i, c] = s[c]
+        else:
+            s, bad[i] = fold.rest(s, row[ln] + together, offsets[i + 1], b, t, indication,
+                                  reference, raw, has_raw, prof[i], pa, par)
+            fold.store(values[i], s)
     return together * TILE

@@ -180,6 +180,28 @@ def test_scan_leaves_the_given_state_alone_and_rejects_time_going_back():
     np.testing.assert_array_equal(first_state.values, before)
 
 
+@pytest.mark.parametrize("lane_row", [0, 9, 17])
+def test_time_going_back_on_the_vector_path_is_named_at_its_row(lane_row):
+    """A full tile (the lanes run) with one instrument whose reading lane_row of its charted
+    readings goes back in time: the error names that instrument and row, whether the
+    reading comes first (against the state's last time, from an earlier batch) or later."""
+    n = tiles.TILE + 3
+    instruments, rows = make_fleet(11, [24] * n, False)
+    spec = kernels.FleetSpec.build(instruments, TABLES)
+    first_half = to_checks(rows, hi=[6] * n)
+    state = kernels.scan(spec, first_half, S.new(n, PARAMS.baseline), PARAMS)
+    t = rows[7][0]
+    t[6 + lane_row] = t[5] - 1 if lane_row == 0 else t[6 + lane_row - 1] - 1
+    rest = to_checks(rows, lo=[6] * n)
+    stats: dict = {}
+    with pytest.raises(InputError, match=rf"^t: readings of instrument 7 go back in time at "
+                                         rf"row {int(rest.offsets[7]) + lane_row} "):
+        kernels.scan(spec, rest, state, PARAMS, stats=stats)
+    t[6 + lane_row] = t[6 + lane_row - 1] if lane_row else t[5]  # equal times are in order
+    kernels.scan(spec, to_checks(rows, lo=[6] * n), state, PARAMS, stats=stats)
+    assert stats["tiled"] >= tiles.TILE * (24 - 6)  # the lanes took every reading
+
+
 @pytest.mark.parametrize("column, value, message", [
     ("indication", np.zeros(3, dtype=np.float64), r"^indication: legal values .* float64"),
     ("reference", np.zeros(2, dtype=np.int64), r"^reference: expected 3 rows"),

@@ -25,8 +25,8 @@ def test_the_lane_loop_compiles_to_packed_instructions():
     lanes = njit(error_model="numpy")(tiles.lanes.py_func)
     w = tiles.TILE
     z = np.zeros(w * tiles.CHUNK, np.int64)
-    lanes(np.zeros(S.NCOL * w), np.ones(w), np.zeros(tiles.BAND_ROWS * w, np.int64), 1, 0,
-          z, z, z, z, kernels.Params().vector_tuple(), np.full(w, -1, np.int64))
+    lanes(np.zeros(S.NCOL * w), np.ones(w), np.zeros(tiles.BAND_ROWS * w, np.int64), 1,
+          z, z, z, z, kernels.Params().vector_tuple())
     asm = lanes.inspect_asm(lanes.signatures[0])
     packed = {op: len(re.findall(rf"\b{op}\s[^\n]*%[yz]mm", asm))
               for op in ("vmulpd", "vaddpd", "vdivpd", "vmaxpd")}
