@@ -35,11 +35,14 @@ Errors (all are ValueError, so callers that validate input can catch one type):
                            parameter and the first offending row
 """
 
+from metrotrace.server import jitcache
 from metrotrace.server.metrology.errors import (
     InputError,
     InstrumentError,
     MetrologyError,
     TableError,
 )
+
+jitcache.use()  # before any kernel is defined (no module above defines one)
 
 __all__ = ["InputError", "InstrumentError", "MetrologyError", "TableError"]

@@ -25,6 +25,10 @@ Errors, one tree; every error names the field at fault::
 
 from __future__ import annotations
 
+from metrotrace.server import jitcache
+
+jitcache.use()  # before any kernel is defined
+
 
 class TraceError(Exception):
     """Base of every error raised by metrotrace.server.trace."""
