@@ -68,14 +68,15 @@ def legal(s, tj, err, q, warn_num, warn_den, minima):
 
 
 @njit(cache=True, inline="always")
-def charted(s, tj, ind, ref, rawj, q, inv_sigma, par, lanes):
+def charted(s, tj, ind, ref, rawj, mode, q, inv_sigma, par, lanes):
     """One reading after the baseline: legal flags, CUSUM, EWMA and trend sums.
-    par = (k, h, lam, limit, gamma, warn_num, warn_den, confirm_within). `lanes` (a
+    par = (k, h, lam, limit, gamma, warn_num, warn_den, confirm_within); mode: the
+    instrument's normalise mode (RAW_MODE), or a constant where the caller knows it. `lanes` (a
     constant: tiles.py passes True) keeps first times as running minima (first_time) and
     takes T0 as given: tiles.py sets T0 and N_SCORED once per tile, so the lanes neither
     test nor store them."""
     k, h, lam, limit, gamma, warn_num, warn_den, within = par
-    mu0, mode, a, inv_b = s[S.MU0], np.int64(s[S.RAW_MODE]), s[S.RAW_A], s[S.RAW_INV_B]
+    mu0, a, inv_b = s[S.MU0], s[S.RAW_A], s[S.RAW_INV_B]
     err = ind - ref
     flags, inv_q = legal(s, tj, err, q, warn_num, warn_den, lanes)
     x = normalise.high_res(err, ref, rawj, mode, a, inv_b)
@@ -159,11 +160,11 @@ def prefix(s, j, end, t, indication, reference, raw, has_raw, since, p, pa, par,
 def rest(s, j, end, bad, t, indication, reference, raw, has_raw, p, pa, par):
     """The charted readings of one instrument from row j, one at a time -> (state, first
     row going back in time or -1); nothing is folded when `bad` is already set."""
-    inv_sigma = 1.0 / s[S.SIGMA]
+    inv_sigma, mode = 1.0 / s[S.SIGMA], np.int64(s[S.RAW_MODE])
     for jj in range(j, end if bad < 0 else j):
         tj = t[jj]
         bad = jj if bad < 0 and tj < s[S.LAST_T] else bad
         rawj = raw[jj] if has_raw else normalise.RAW_NONE
         q = mpe_q(p, reference[jj], pa[0], pa[1], pa[2], pa[3], pa[4], pa[5])
-        s = charted(s, tj, indication[jj], reference[jj], rawj, q, inv_sigma, par, False)
+        s = charted(s, tj, indication[jj], reference[jj], rawj, mode, q, inv_sigma, par, False)
     return s, bad

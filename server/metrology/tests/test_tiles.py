@@ -19,10 +19,11 @@ from metrotrace.server.metrology import state as S
 @pytest.mark.slow
 @pytest.mark.skipif(not llvm.get_host_cpu_features().get("avx2", False),
                     reason="checks packed AVX2 / AVX-512 instructions; this CPU has no AVX2")
-def test_the_lane_loop_compiles_to_packed_instructions():
+@pytest.mark.parametrize("variant", [tiles.lanes, tiles.lanes_plain])
+def test_the_lane_loop_compiles_to_packed_instructions(variant):
     # A fresh, uncached compilation of the same function with the same options: numba
     # shows no machine code for a function loaded from its cache.
-    lanes = njit(error_model="numpy")(tiles.lanes.py_func)
+    lanes = njit(error_model="numpy")(variant.py_func)
     w = tiles.TILE
     z = np.zeros(w * tiles.CHUNK, np.int64)
     lanes(np.zeros(S.NCOL * w), np.ones(w), np.zeros(tiles.BAND_ROWS * w, np.int64), 1,
