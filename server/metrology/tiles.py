@@ -5,10 +5,10 @@ bit-identical states to one instrument at a time (the naive-twin and batch-split
 tests hold whichever path an instrument takes). The lanes run it with lanes=True, which
 leaves out what is settled once per tile instead of once per reading: first times are
 running minima (+inf for never, start_lane / end_lane), T0 is found before and N_SCORED
-counted after, the rows fixed by the baseline are not stored, and time going backwards is
-searched for in the input (going_back). What makes LLVM's loop vectoriser
-turn the lane loop into packed instructions (ymm on AVX2 / AVX-512 machines), found by
-reading `lanes.inspect_asm()`:
+counted after, the rows fixed by the baseline are not stored, and times going backwards
+are counted by the copy (the row is searched for only where there is one). What makes
+LLVM's loop vectoriser turn the lane loop into packed instructions (ymm on AVX2 / AVX-512
+machines), found by reading `lanes.inspect_asm()`:
   * the lane loop is innermost and its body has no calls (fold.charted and everything it
     calls are numba inline="always"), no loops (the MPE band search is unrolled below) and
     no conditional loads (every load is made, then selected);
@@ -183,15 +183,9 @@ def end_lane(st, ln, unc0, steps):
 
 
 @njit(cache=True, inline="always")
-def going_back(t, j0, steps, last):
+def first_back(t, j0, steps, last):
     """The first of rows j0 .. j0 + steps - 1 whose time is before the one before it (or
-    before `last` for j0), or -1. A count first, which vectorises; the search only when
-    there is one."""
-    n = np.int64(t[j0] < last) if steps > 0 else 0
-    for j in range(np.uint64(j0 + 1), np.uint64(j0 + steps)):
-        n += t[j] < t[j - 1]
-    if n == 0:
-        return np.int64(-1)
+    before `last` for j0), or -1."""
     for j in range(j0, j0 + steps):
         if t[j] < last:
             return j
@@ -200,17 +194,23 @@ def going_back(t, j0, steps, last):
 
 
 @njit(cache=True, inline="always")
-def copy_chunk(t, indication, reference, tt, ii, rr, row, k0, steps):
+def copy_chunk(t, indication, reference, tt, ii, rr, row, k0, steps, last0, backs):
     """Reading k0 + k of lane ln to tt, ii, rr[k * TILE + ln]: the three columns in one
-    loop (one per column is slower). Unsigned indices: numba adds no negative-index
-    wraparound, which made this copy two times slower."""
+    loop (one per column is slower). backs[ln] counts the times before the one before them
+    (the reading before a lane's first: last0[ln]). Unsigned indices: numba adds no
+    negative-index wraparound, which made this copy two times slower."""
     for ln in range(TILE):
         j = np.uint64(row[ln] + k0)
+        if steps > 0:
+            backs[ln] += t[j] < (last0[ln] if k0 == 0 else t[j - np.uint64(1)])
+        n = 0
         for k in range(np.uint64(steps)):
             d = k * np.uint64(TILE) + np.uint64(ln)
             tt[d] = t[j + k]
             ii[d] = indication[j + k]
             rr[d] = reference[j + k]
+            n += k > 0 and t[j + k] < t[j + k - np.uint64(1)]
+        backs[ln] += n
 
 
 @njit(cache=True, inline="always")
@@ -234,6 +234,7 @@ def tile(order, i0, offsets, t, indication, reference, raw, has_raw, since, quan
     row = np.empty(TILE, np.int64)
     early = np.empty(TILE, np.int64)  # the first row going back in time, or -1
     unc0 = np.empty(TILE)
+    backs = np.zeros(TILE, np.int64)  # times going back among the lanes' readings
     last0 = np.empty(TILE)
     together = INT64_MAX
     plain = True  # every lane in INDICATION mode (lanes_plain)
@@ -268,14 +269,14 @@ def tile(order, i0, offsets, t, indication, reference, raw, has_raw, since, quan
         bands[ln + EMIN * TILE] = emin_q[p]
     for ln in range(TILE):
         start_lane(st, ln, row[ln], together, t, reference, bands)
-        if early[ln] < 0:
-            early[ln] = going_back(t, row[ln], together, last0[ln])
     size = CHUNK * TILE
     tt, ii, rr = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
-    ww = np.full(size, normalise.RAW_NONE, np.int64)
+    ww = np.empty(size, np.int64)  # raw counts: read by `lanes` only
+    if not (plain or has_raw):
+        ww[:] = normalise.RAW_NONE
     for k0 in range(0, together, CHUNK):
         steps = min(CHUNK, together - k0)
-        copy_chunk(t, indication, reference, tt, ii, rr, row, k0, steps)
+        copy_chunk(t, indication, reference, tt, ii, rr, row, k0, steps, last0, backs)
         if plain:
             lanes_plain(st, inv, bands, steps, tt, ii, rr, ww, par)
         else:
@@ -285,7 +286,8 @@ def tile(order, i0, offsets, t, indication, reference, raw, has_raw, since, quan
     for ln in range(TILE):
         i = order[i0 + ln]
         s = end_lane(st, ln, unc0[ln], together)
-        b = early[ln]
+        b = early[ln] if early[ln] >= 0 or backs[ln] == 0 else first_back(t, row[ln], together,
+                                                                            last0[ln])
         if b < 0 and row[ln] + together == offsets[i + 1]:  # the usual case: nothing left
             for c in range(S.NCOL):
                 values[i, c] = s[c]
