@@ -13,8 +13,9 @@ Modules, one job each:
     zero.py        zero drift: the check kernel run over zero readings
     pulses.py      dispenser pulses vs indicated volume (> 0.6 % repeated)
     fold.py        one instrument's fold, one reading at a time, branch-light
-    kernels.py     the numba kernel over columnar readings grouped by instrument (two
-                   instruments interleaved per thread), and its validating wrapper
+    tiles.py       32 instruments folded together in SIMD lanes (the vector path)
+    kernels.py     the numba kernel over columnar readings grouped by instrument (tiles
+                   in parallel, the rest one at a time), and its validating wrapper
                    (batch = stream: state carried between calls)
     fleet.py       per-instrument state: ok / warning / drifting / out_of_tolerance /
                    overdue_verification, first alarm, predicted crossing
