@@ -3,8 +3,9 @@
 Invariant: the state of one instrument is its state row (state.py) as a tuple of 33
 float64 values, and `charted` is THE update of that tuple by one reading once the baseline
 is known and the reading is on or after the last verification; `baseline` is the update
-before that. kernels.py calls these same functions whether it advances one instrument or
-several interleaved, so every schedule gives bit-identical states. `charted` decides with
+before that. kernels.py and tiles.py call these same functions whether they advance one
+instrument or 32 in SIMD lanes (`lanes=True` only moves what tiles.py settles once per
+tile), so every schedule gives bit-identical states. `charted` decides with
 selects rather than branches (a random mix of test loads or a rare alarm costs no branch
 misprediction), and its result never depends on other instruments. `charted` and what it
 calls are inlined into their callers (numba inline="always"): inside tiles.py's lane loop

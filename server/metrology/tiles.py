@@ -63,6 +63,8 @@ def load_lane(st, ln):
 
 @njit(cache=True, inline="always")
 def load_row(values, i):
+    """fold.load(values[i]) without the row view: a view per instrument (even inlined) made
+    the kernel slower, most on 2 threads (0.067 s against 0.042 s for 10^7 readings)."""
     return (values[i, 0], values[i, 1], values[i, 2], values[i, 3], values[i, 4], values[i, 5],
             values[i, 6], values[i, 7], values[i, 8], values[i, 9], values[i, 10], values[i, 11],
             values[i, 12], values[i, 13], values[i, 14], values[i, 15], values[i, 16],
